@@ -225,8 +225,8 @@ def make_envs(args: Args, task_names: list[str], goals: list[list]):
         [partial(TaskSlot, slot, pools[slot], obs_space, act_space) for slot in range(args.num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.DISABLED,
     )
-    eval_envs = vector_env(  # metaworld.evaluation reads the last step's info from same-step autoreset
-        [partial(build, task, args.seed + 10_000 + task) for task in range(len(task_names))],
+    eval_envs = vector_env(  # seeded as Meta-World/custom-mt-envs seeds its envs; same-step autoreset as it has
+        [partial(build, task, args.seed + task) for task in range(len(task_names))],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
     return envs, eval_envs

@@ -1,0 +1,98 @@
+"""End-to-end runs of drats_sac.py, and the pin that keeps it uniform_sac.py plus the method."""
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from conftest import ROOT, run_script
+
+from drats_sac import drats_update
+
+TASKS = ["reach-v3", "push-v3", "drawer-close-v3"]
+SMALL = [
+    "--tasks", *TASKS, "--total-timesteps", "6000", "--max-episode-steps", "50", "--drats-window", "100",
+    "--learning-starts", "300", "--hidden-dims", "32", "32", "--batch-size", "48",
+    "--eval-interval", "6000", "--eval-episodes", "1", "--no-cuda",
+]  # fmt: skip
+
+
+def test_sampler_csv_is_reproduced_by_the_documented_update(workdir):
+    result = run_script("drats_sac.py", *SMALL, "--run-name", "d", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = os.path.join(workdir, "runs", "d")
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    assert config["drats_eps"] == pytest.approx(1 / 12) and config["drats_initial_target"] == 500.0
+    with open(os.path.join(run_dir, "sampler.csv")) as f:
+        assert f.readline().strip() == "global_step,task,prob,gap,target,window_return,window_episodes"
+    rows = list(csv.DictReader(open(os.path.join(run_dir, "sampler.csv"))))
+    steps = sorted({int(r["global_step"]) for r in rows})
+    assert steps == [300 * i for i in range(21)]  # the uniform start, then every 100 steps per slot
+    by_step = {s: [r for r in rows if int(r["global_step"]) == s] for s in steps}
+    assert all([r["task"] for r in by_step[s]] == TASKS for s in steps)
+    q = np.array([float(r["prob"]) for r in by_step[0]])
+    np.testing.assert_array_equal(q, np.full(3, 1 / 3))
+    for s in steps[1:]:
+        gap = np.array([float(r["gap"]) for r in by_step[s]])
+        target = np.array([float(r["target"]) for r in by_step[s]])
+        window_return = np.array([float(r["window_return"]) for r in by_step[s]])
+        # the gap is the documented one: (target - mean window return) / target
+        np.testing.assert_allclose(gap, (target - window_return) / target, rtol=1e-12)
+        q = drats_update(q, gap, config["drats_eta"], config["drats_step_size"], config["drats_eps"])
+        np.testing.assert_allclose([float(r["prob"]) for r in by_step[s]], q, rtol=1e-12, atol=0)
+        # two rounds of three slots per window
+        assert sum(int(r["window_episodes"]) for r in by_step[s]) == 6
+    assert not np.allclose(q, 1 / 3)  # the sampler did move
+
+    episodes = list(csv.DictReader(open(os.path.join(run_dir, "episodes.csv"))))
+    assert len(episodes) == 6000 // 50
+    assert sorted(r["task"] for r in episodes[:6]) == sorted(TASKS * 2)  # the warm-up stays balanced
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--drats-eta", "-1"], "--drats-eta must be positive"),
+        (["--drats-step-size", "-0.1"], "--drats-step-size non-negative"),
+        (["--drats-eps", "0.6"], "--drats-eps must lie in [0, 1/K] = [0, 0.5]"),
+        (["--drats-eps", "-0.01"], "--drats-eps must lie in [0, 1/K]"),
+        (["--drats-window", "40"], "--drats-window must hold at least one episode (50 steps)"),
+    ],
+)  # fmt: skip
+def test_bad_sampler_settings_stop_at_once(workdir, args, expected):
+    result = run_script(
+        "drats_sac.py", "--tasks", "reach-v3", "push-v3", "--max-episode-steps", "50", *args, "--run-name", "bad",
+        cwd=workdir, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0 and expected in result.stderr and "Traceback" not in result.stderr
+    assert not os.path.exists(os.path.join(workdir, "runs", "bad"))
+
+
+def strip_header(lines):
+    """The leading comment block says what each script is; everything after it is code."""
+    start = next(i for i, line in enumerate(lines) if not line.startswith("#"))
+    return lines[start:]
+
+
+def without_drats(lines):
+    """drats_sac.py less the blocks between `# ---- DRATS ----` and `# ---- end DRATS ----` and the
+    lines marked `# DRATS`."""
+    kept, inside = [], False
+    for line in lines:
+        if line.strip() == "# ---- DRATS ----":
+            assert not inside
+            inside = True
+        elif line.strip() == "# ---- end DRATS ----":
+            assert inside
+            inside = False
+        elif not inside and not line.rstrip().endswith("# DRATS"):
+            kept.append(line)
+    assert not inside
+    return kept
+
+
+def test_drats_sac_is_uniform_sac_plus_the_marked_drats_lines():
+    uniform = open(os.path.join(ROOT, "uniform_sac.py")).read().splitlines()
+    drats = open(os.path.join(ROOT, "drats_sac.py")).read().splitlines()
+    assert strip_header(without_drats(drats)) == strip_header(uniform)
+    assert len(drats) - len(uniform) < 150  # the method fits in a glance

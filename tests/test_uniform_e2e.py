@@ -1,0 +1,89 @@
+"""End-to-end runs of uniform_sac.py with tiny settings, and its handling of bad input."""
+import csv
+import json
+import os
+
+import pytest
+from conftest import TINY, run_script
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_tiny_run_writes_config_eval_and_episodes(workdir):
+    result = run_script(
+        "uniform_sac.py", "--tasks", "reach-v3", "push-v3", "--total-timesteps", "3000", "--run-name", "tiny", *TINY,
+        cwd=workdir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = os.path.join(workdir, "runs", "tiny")
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    assert config["task_names"] == ["reach-v3", "push-v3"]
+    assert config["batch_size"] == 256 and config["buffer_size"] == 200_000 and config["num_envs"] == 2
+    assert config["hidden_dims"] == [64, 64] and config["total_timesteps"] == 3000
+    assert {"torch", "metaworld", "mujoco", "gymnasium"} <= set(config["versions"]) and "git_commit" in config
+
+    with open(os.path.join(run_dir, "eval.csv")) as f:
+        assert f.readline().strip() == "global_step,task,success_rate,mean_return"
+    evals = read_csv(os.path.join(run_dir, "eval.csv"))
+    assert [(int(r["global_step"]), r["task"]) for r in evals] == [
+        (step, task) for step in (1000, 2000, 3000) for task in ("reach-v3", "push-v3")
+    ]
+    assert all(float(r["success_rate"]) in (0.0, 0.5, 1.0) and float(r["mean_return"]) >= 0 for r in evals)
+
+    with open(os.path.join(run_dir, "episodes.csv")) as f:
+        assert f.readline().strip() == "global_step,task,episodic_return,success"
+    episodes = read_csv(os.path.join(run_dir, "episodes.csv"))
+    # 3000 env steps = 30 rounds of 50-step episodes on 2 slots, one per task
+    assert len(episodes) == 60
+    assert [int(r["global_step"]) for r in episodes] == [100 * (i // 2 + 1) for i in range(60)]
+    assert [r["task"] for r in episodes[:4]] == ["reach-v3", "push-v3"] * 2
+    assert all(r["success"] in ("0", "1") and 0 <= float(r["episodic_return"]) <= 500 for r in episodes)
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(run_dir))
+
+
+def test_fewer_slots_than_tasks_rotate_so_every_task_gets_the_same_steps(workdir):
+    tasks = ["reach-v3", "push-v3", "drawer-close-v3"]
+    result = run_script(
+        "uniform_sac.py", "--tasks", *tasks, "--num-envs", "2", "--max-episode-steps", "20",
+        "--total-timesteps", "240", "--learning-starts", "120", "--batch-size", "6", "--hidden-dims", "8",
+        "--eval-interval", "1000", "--eval-episodes", "1", "--no-cuda", "--run-name", "rot",
+        cwd=workdir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    episodes = read_csv(os.path.join(workdir, "runs", "rot", "episodes.csv"))
+    assert len(episodes) == 12  # 6 rounds of 2 slots
+    assert sorted(r["task"] for r in episodes) == sorted(tasks * 4)
+    assert [r["task"] for r in episodes[:6]] == tasks * 2  # balanced rotation, round by round
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--env-id", "MT11"], "--env-id"),
+        (["--tasks", "reach-v3", "fly-to-the-moon-v3"], "--tasks: unknown task fly-to-the-moon-v3"),
+        (["--tasks", "reach-v3", "push-v3", "--batch-size", "255"], "--batch-size must be a positive multiple of the number of tasks (2"),
+        (["--tasks", "reach-v3", "--max-episode-steps", "501"], "--max-episode-steps must be between 1 and 500"),
+        (["--tasks", "reach-v3", "--max-episode-steps", "50", "--learning-starts", "10"], "--learning-starts must cover one episode of every task"),
+    ],
+)  # fmt: skip
+def test_bad_input_stops_at_once_with_one_clear_line(workdir, args, expected):
+    result = run_script("uniform_sac.py", *args, "--run-name", "bad", cwd=workdir, timeout=60)
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not os.path.exists(os.path.join(workdir, "runs", "bad"))
+
+
+def test_an_existing_run_directory_is_never_overwritten(workdir):
+    run_dir = os.path.join(workdir, "runs", "mine")
+    os.makedirs(run_dir)
+    with open(os.path.join(run_dir, "eval.csv"), "w") as f:
+        f.write("precious\n")
+    result = run_script("uniform_sac.py", "--tasks", "reach-v3", "--run-name", "mine", *TINY, cwd=workdir, timeout=60)
+    assert result.returncode != 0
+    assert "--run-name: runs/mine already exists" in result.stderr and "Traceback" not in result.stderr
+    assert open(os.path.join(run_dir, "eval.csv")).read() == "precious\n"
+    assert os.listdir(run_dir) == ["eval.csv"]

@@ -1,0 +1,184 @@
+"""Unit tests of uniform_sac.py's pure pieces: replay buffer, env slots, goals, evaluation."""
+import pickle
+
+import gymnasium as gym
+import metaworld
+import metaworld.evaluation
+import numpy as np
+import pytest
+import torch
+from metaworld.policies import ENV_POLICY_MAP
+
+import uniform_sac
+from uniform_sac import Args, MultiTaskReplayBuffer, load_goals, make_envs
+
+TASKS = ("reach-v3", "drawer-close-v3", "button-press-topdown-v3")
+
+
+@pytest.fixture(scope="module")
+def goals():
+    return load_goals(Args(tasks=TASKS, seed=3))
+
+
+def test_buffer_sampling_is_stratified_and_stays_inside_each_task():
+    k, capacity, obs_dim = 4, 50, 3
+    rb = MultiTaskReplayBuffer(k, capacity, obs_dim, 2, torch.device("cpu"))
+    # task t has 10 * (t + 1) transitions whose observation is (t, i, 0)
+    for t in range(k):
+        for i in range(10 * (t + 1)):
+            rb.add(torch.tensor([t]), np.array([[t, i, 0.0]]), np.zeros((1, 2)), np.array([i]), np.zeros((1, 3)), np.zeros(1))
+    torch.manual_seed(0)
+    obs, actions, rewards, next_obs, terms, task = rb.sample(400)
+    assert obs.shape == (400, obs_dim) and task.shape == (400,)
+    assert torch.equal(torch.bincount(task, minlength=k), torch.full((k,), 100))
+    assert torch.equal(obs[:, 0].long(), task)  # each sample comes from its own task's buffer
+    for t in range(k):  # only filled positions, and all of them reachable
+        drawn = set(obs[task == t, 1].long().tolist())
+        assert drawn <= set(range(10 * (t + 1))) and len(drawn) > 0.6 * 10 * (t + 1)
+    assert torch.equal(rewards, obs[:, 1])  # fields of one transition stay together
+
+
+def test_buffer_gives_slots_on_the_same_task_their_own_positions_and_wraps():
+    rb = MultiTaskReplayBuffer(2, 5, 1, 1, torch.device("cpu"))
+    task = torch.tensor([1, 1, 0, 1])
+    for step in range(2):
+        obs = np.array([[10 * step + s] for s in range(4)], dtype=np.float32)
+        rb.add(task, obs, np.zeros((4, 1)), np.zeros(4), obs, np.zeros(4))
+    assert rb.size.tolist() == [2, 5]
+    assert sorted(rb.obs[0, :2, 0].tolist()) == [2, 12]
+    # task 1 got 6 transitions in a ring of 5: the oldest (slot 0 of step 0) was overwritten
+    assert sorted(rb.obs[1, :, 0].tolist()) == [1, 3, 10, 11, 13]
+    assert rb.pos.tolist() == [2, 1]
+
+
+def test_training_and_eval_envs_share_goals_and_one_hot_order(goals):
+    task_names, task_goals = goals
+    args = Args(tasks=TASKS, seed=3, num_envs=3, max_episode_steps=20)
+    envs, eval_envs = make_envs(args, task_names, task_goals)
+    try:
+        slot_tasks = np.array([2, 0, 1])
+        obs, _ = envs.reset(options={"tasks": slot_tasks})
+        eval_obs, _ = eval_envs.reset()
+        assert obs[:, 39:].argmax(1).tolist() == slot_tasks.tolist()
+        assert eval_obs[:, 39:].argmax(1).tolist() == [0, 1, 2]
+        assert list(eval_envs.get_attr("task_name")) == [metaworld.env_dict.ALL_V3_ENVIRONMENTS[n].__name__ for n in TASKS]
+        eval_goals = eval_envs.get_attr("tasks")
+        for slot, task in enumerate(slot_tasks):
+            train_goals = envs.envs[slot].env.tasks
+            assert len(train_goals) == 50
+            assert [g.data for g in train_goals] == [g.data for g in eval_goals[task]]
+            # the running episode's goal is one of the task's 50
+            running = envs.envs[slot].env.unwrapped._last_rand_vec
+            assert any(np.array_equal(running, pickle.loads(g.data)["rand_vec"]) for g in train_goals)
+    finally:
+        envs.close()
+        eval_envs.close()
+
+
+def test_goals_are_metaworlds_own_for_the_same_seed(goals):
+    task_names, task_goals = goals
+    reference = gym.make_vec("Meta-World/custom-mt-envs", vector_strategy="sync", envs_list=list(TASKS), seed=3)
+    try:
+        for t, ref_goals in enumerate(reference.get_attr("tasks")):
+            assert [g.data for g in ref_goals] == [g.data for g in task_goals[t]]
+    finally:
+        reference.close()
+
+
+def test_slots_switch_tasks_at_round_boundaries_reusing_env_instances(goals):
+    task_names, task_goals = goals
+    args = Args(tasks=TASKS, seed=3, num_envs=2, max_episode_steps=5)
+    envs, eval_envs = make_envs(args, task_names, task_goals)
+    eval_envs.close()
+    pool = envs.envs[0].pool
+    try:
+        built = []
+        for tasks in ([0, 1], [1, 0], [2, 2], [0, 1], [1, 0], [2, 2]):
+            obs, _ = envs.reset(options={"tasks": np.array(tasks)})
+            assert obs[:, 39:].argmax(1).tolist() == tasks
+            for _ in range(5):
+                obs, _, terminated, truncated, _ = envs.step(np.zeros((2, 4)))
+            assert truncated.all() and not terminated.any()
+            built.append(pool.built)
+        assert built[2] <= 6 and built[3:] == [built[2]] * 3  # a second pass builds nothing new
+    finally:
+        envs.close()
+
+
+def test_truncation_returns_the_true_last_observation(goals):
+    """Autoreset is off: at the episode limit step() returns the episode's own last observation
+    (what the buffer stores as next_obs), not the first observation of the next episode."""
+    task_names, task_goals = goals
+    args = Args(tasks=TASKS, seed=3, num_envs=3, max_episode_steps=10)
+    envs, eval_envs = make_envs(args, task_names, task_goals)
+    eval_envs.close()
+    try:
+        obs, _ = envs.reset(options={"tasks": np.array([0, 1, 2])})
+        rng = np.random.default_rng(0)
+        for _ in range(10):
+            prev = obs
+            obs, _, terminated, truncated, _ = envs.step(rng.uniform(-1, 1, (3, 4)))
+        assert truncated.all() and not terminated.any()
+        # the observation holds the previous frame at 18:36: the last obs continues the episode
+        np.testing.assert_allclose(obs[:, 18:36], prev[:, :18], atol=1e-6)
+        reset_obs, _ = envs.reset(options={"tasks": np.array([0, 1, 2])})
+        assert not np.allclose(reset_obs[:, :3], obs[:, :3])  # the hand went back to its start
+    finally:
+        envs.close()
+
+
+class ExpertAgent:
+    """Meta-World's scripted expert of each task behind metaworld.evaluation's agent interface."""
+
+    def __init__(self, task_names):
+        self.policies = [ENV_POLICY_MAP[name]() for name in task_names]
+
+    def eval_action(self, obs):
+        return np.stack([self.policies[int(o[39:].argmax())].get_action(o[:39]) for o in obs])
+
+    def reset(self, env_mask):
+        pass
+
+
+def test_evaluation_scores_experts_high_and_matches_metaworlds_own_envs(goals):
+    task_names, task_goals = goals
+    args = Args(tasks=TASKS, seed=3, num_envs=3)
+    envs, eval_envs = make_envs(args, task_names, task_goals)
+    envs.close()
+    reference = gym.make_vec(
+        "Meta-World/custom-mt-envs", vector_strategy="sync", envs_list=list(TASKS), seed=3, use_one_hot=True
+    )
+    try:
+        ours = metaworld.evaluation.evaluation(ExpertAgent(task_names), eval_envs, num_episodes=10)
+        theirs = metaworld.evaluation.evaluation(ExpertAgent(task_names), reference, num_episodes=10)
+    finally:
+        eval_envs.close()
+        reference.close()
+    assert ours[0] >= 0.9
+    # same goals, same seeds, same deterministic policy: the very same episodes
+    assert ours[2] == theirs[2]
+    assert ours[3] == theirs[3]
+
+
+def test_random_policy_scores_low_in_evaluation(goals):
+    task_names, task_goals = goals
+    envs, eval_envs = make_envs(Args(tasks=TASKS, seed=3, num_envs=3), task_names, task_goals)
+    envs.close()
+    rng = np.random.default_rng(0)
+
+    class RandomAgent:
+        def eval_action(self, obs):
+            return rng.uniform(-1, 1, (len(obs), 4))
+
+        def reset(self, env_mask):
+            pass
+
+    try:
+        mean_success, *_ = metaworld.evaluation.evaluation(RandomAgent(), eval_envs, num_episodes=5)
+    finally:
+        eval_envs.close()
+    assert mean_success <= 0.3
+
+
+def test_importing_the_script_runs_nothing():
+    assert hasattr(uniform_sac, "Args") and not hasattr(uniform_sac, "rb")
