@@ -42,9 +42,9 @@ class Args:
     seed: int = 1
     """seed of the experiment (networks, replay sampling, task goals, env randomness)"""
     total_timesteps: int | None = None
-    """env steps over all tasks (default: 2,000,000 x number of tasks)"""
+    """env steps over all tasks (unset: 2,000,000 x number of tasks)"""
     num_envs: int | None = None
-    """env slots stepped together (default: number of tasks, one slot per task)"""
+    """env slots stepped together (unset: number of tasks, one slot per task)"""
     max_episode_steps: int = 500
     """episode length (Meta-World's limit is 500)"""
     vector_strategy: Literal["sync", "async"] = "sync"
@@ -52,11 +52,11 @@ class Args:
     hidden_dims: tuple[int, ...] = (400, 400, 400)
     """widths of the shared torso of the actor and of each critic"""
     batch_size: int | None = None
-    """transitions per gradient step, drawn evenly from every task's buffer (default: 128 x number of tasks)"""
+    """transitions per gradient step, drawn evenly from every task's buffer (unset: 128 x number of tasks)"""
     buffer_size: int | None = None
-    """replay capacity over all tasks, split evenly between them (default: 100,000 x number of tasks)"""
+    """replay capacity over all tasks, split evenly between them (unset: 100,000 x number of tasks)"""
     learning_starts: int | None = None
-    """env steps of uniformly random actions before learning starts (default: 4,000 x num-envs)"""
+    """env steps of uniformly random actions before learning starts (unset: 4,000 x num-envs)"""
     gamma: float = 0.99
     """discount factor"""
     tau: float = 0.005
@@ -72,7 +72,7 @@ class Args:
     initial_alpha: float = 1.0
     """initial temperature of every task"""
     target_entropy: float | None = None
-    """target policy entropy (default: minus the action dimension, -4)"""
+    """target policy entropy (unset: minus the action dimension, -4)"""
     max_q_value: float = 5000.0
     """Q targets and predictions are clipped to [-max, max] (500 steps x the largest reward 10)"""
     eval_interval: int = 200_000
@@ -80,7 +80,7 @@ class Args:
     eval_episodes: int = 50
     """evaluation episodes per task, deterministic policy, success at any step counts"""
     run_name: str | None = None
-    """run directory under runs/ (default: <env-id>__<exp-name>__<seed>__<unix time>)"""
+    """run directory under runs/ (unset: <env-id or customK>__<exp-name>__<seed>__<unix time>)"""
     cuda: bool = True
     """use CUDA when it is available"""
     torch_deterministic: bool = True
@@ -99,11 +99,11 @@ class Args:
     drats_step_size: float = 0.5
     """mirror-ascent step size of each update (0 keeps q uniform: standard MTRL)"""
     drats_eps: float | None = None
-    """probability floor of every task (default: 1 / (4 x number of tasks))"""
+    """probability floor of every task (unset: 1 / (4 x number of tasks))"""
     drats_window: int = 10_000
     """env steps per slot between two updates of q"""
     drats_initial_target: float | None = None
-    """target return of a task until it is solved in training (default: 10 x max-episode-steps, 5000 at 500)"""
+    """target return of a task until it is solved in training (unset: 10 x max-episode-steps, 5000 at 500)"""
     drats_success_threshold: float = 0.5
     """a task is solved in training once its recent training success rate exceeds this"""
     drats_success_window: int = 50
@@ -159,7 +159,8 @@ def resolve_args(args: Args) -> Args:
     if args.drats_initial_target <= 0 or args.drats_success_window < 1:
         fail("--drats-initial-target must be positive and --drats-success-window at least 1")
     # ---- end DRATS ----
-    args.run_name = args.run_name or f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    benchmark = f"custom{k}" if args.tasks else args.env_id
+    args.run_name = args.run_name or f"{benchmark}__{args.exp_name}__{args.seed}__{int(time.time())}"
     if os.path.exists(os.path.join("runs", args.run_name)):
         fail(f"--run-name: runs/{args.run_name} already exists; choose another name (a run is never overwritten)")
     return args
@@ -388,12 +389,12 @@ class MultiTaskReplayBuffer:
         )
 
 
-def write_videos(actor: Actor, video_envs: list, run_dir: str, global_step: int, track: bool):
+def write_videos(actor: Actor, video_envs: list, task_names: list[str], run_dir: str, global_step: int, track: bool):
     """One deterministic episode per task, every 5th frame (software EGL renders ~0.1 s a frame)."""
     import imageio
 
     os.makedirs(os.path.join(run_dir, "videos"), exist_ok=True)
-    for env in video_envs:
+    for name, env in zip(task_names, video_envs):
         obs, _ = env.reset()
         frames, done, t = [], False, 0
         while not done:
@@ -401,7 +402,6 @@ def write_videos(actor: Actor, video_envs: list, run_dir: str, global_step: int,
                 frames.append(env.render()[::-1])  # the corner camera renders upside down
             obs, _, terminated, truncated, _ = env.step(actor.act(obs[None], deterministic=True)[0])
             done, t = terminated or truncated, t + 1
-        name = env.unwrapped.task_name
         path = os.path.join(run_dir, "videos", f"{name}__step{global_step}.mp4")
         imageio.mimsave(path, frames, fps=25)
         if track:
@@ -493,6 +493,7 @@ if __name__ == "__main__":
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     rng = np.random.default_rng(args.seed)
 
+    print(f"building the goals and envs of {'--tasks' if args.tasks else args.env_id} ...")
     task_names, goals = load_goals(args)
     num_tasks = len(task_names)
     envs, eval_envs = make_envs(args, task_names, goals)
@@ -602,7 +603,7 @@ if __name__ == "__main__":
         writer.add_scalar("eval/mean_return", np.mean([np.mean(r) for r in returns.values()]), global_step)
         writer.add_scalar("charts/worst_task_success_rate", min(success.values()), global_step)
         if args.capture_video:
-            write_videos(actor, video_envs, run_dir, global_step, args.track)
+            write_videos(actor, video_envs, task_names, run_dir, global_step, args.track)
         return mean_success
 
     print(f"{run_dir}: {num_tasks} tasks ({', '.join(task_names)}), {args.num_envs} env slots, device {device}")
