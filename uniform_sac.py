@@ -319,12 +319,14 @@ class EvalAgent:
 
 class MultiTaskReplayBuffer:
     """One ring buffer per task, all held on the training device. sample() draws batch_size / K
-    transitions from every task, so each task weighs the same in every update."""
+    transitions from every task, so each task weighs the same in every update. Observations are
+    stored without their one-hot task id, which is the buffer's own index (and would be more than
+    half of the memory on MT50); sample() puts it back."""
 
     def __init__(self, num_tasks: int, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
         self.num_tasks, self.capacity, self.device = num_tasks, capacity, device
-        self.obs = torch.zeros(num_tasks, capacity, obs_dim, device=device)
-        self.next_obs = torch.zeros(num_tasks, capacity, obs_dim, device=device)
+        self.obs = torch.zeros(num_tasks, capacity, obs_dim - num_tasks, device=device)
+        self.next_obs = torch.zeros(num_tasks, capacity, obs_dim - num_tasks, device=device)
         self.actions = torch.zeros(num_tasks, capacity, act_dim, device=device)
         self.rewards = torch.zeros(num_tasks, capacity, device=device)
         self.terminations = torch.zeros(num_tasks, capacity, device=device)
@@ -337,8 +339,8 @@ class MultiTaskReplayBuffer:
         # several slots may play the same task: each takes the next free position of that task
         rank = (task[:, None] == task[None, :]).tril(-1).sum(1)
         idx = (self.pos[task] + rank) % self.capacity
-        self.obs[task, idx] = as_tensor(obs)
-        self.next_obs[task, idx] = as_tensor(next_obs)
+        self.obs[task, idx] = as_tensor(obs[:, : -self.num_tasks])
+        self.next_obs[task, idx] = as_tensor(next_obs[:, : -self.num_tasks])
         self.actions[task, idx] = as_tensor(actions)
         self.rewards[task, idx] = as_tensor(rewards)
         self.terminations[task, idx] = as_tensor(terminations)
@@ -350,11 +352,12 @@ class MultiTaskReplayBuffer:
         per_task = batch_size // self.num_tasks
         task = torch.arange(self.num_tasks, device=self.device)[:, None].expand(-1, per_task)
         idx = (torch.rand(self.num_tasks, per_task, device=self.device) * self.size[:, None]).long()
+        one_hot = F.one_hot(task, self.num_tasks).float()
         return (
-            self.obs[task, idx].flatten(0, 1),
+            torch.cat([self.obs[task, idx], one_hot], -1).flatten(0, 1),
             self.actions[task, idx].flatten(0, 1),
             self.rewards[task, idx].flatten(),
-            self.next_obs[task, idx].flatten(0, 1),
+            torch.cat([self.next_obs[task, idx], one_hot], -1).flatten(0, 1),
             self.terminations[task, idx].flatten(),
             task.flatten(),
         )

@@ -20,31 +20,40 @@ def goals():
     return load_goals(Args(tasks=TASKS, seed=3))
 
 
+def one_hot(task, k):
+    return np.eye(k)[task]
+
+
 def test_buffer_sampling_is_stratified_and_stays_inside_each_task():
-    k, capacity, obs_dim = 4, 50, 3
-    rb = MultiTaskReplayBuffer(k, capacity, obs_dim, 2, torch.device("cpu"))
-    # task t has 10 * (t + 1) transitions whose observation is (t, i, 0)
+    k, capacity = 4, 50
+    rb = MultiTaskReplayBuffer(k, capacity, 3 + k, 2, torch.device("cpu"))
+    # task t has 10 * (t + 1) transitions whose observation is (t, i, 0, one-hot of t)
     for t in range(k):
         for i in range(10 * (t + 1)):
-            rb.add(torch.tensor([t]), np.array([[t, i, 0.0]]), np.zeros((1, 2)), np.array([i]), np.zeros((1, 3)), np.zeros(1))
+            obs = np.concatenate([[t, i, 0.0], one_hot(t, k)])[None]
+            rb.add(torch.tensor([t]), obs, np.zeros((1, 2)), np.array([i]), obs + 0.5, np.zeros(1))
     torch.manual_seed(0)
     obs, actions, rewards, next_obs, terms, task = rb.sample(400)
-    assert obs.shape == (400, obs_dim) and task.shape == (400,)
+    assert obs.shape == (400, 3 + k) and next_obs.shape == (400, 3 + k) and task.shape == (400,)
     assert torch.equal(torch.bincount(task, minlength=k), torch.full((k,), 100))
     assert torch.equal(obs[:, 0].long(), task)  # each sample comes from its own task's buffer
+    assert torch.equal(obs[:, 3:].argmax(1), task) and torch.equal(next_obs[:, 3:].argmax(1), task)
+    assert torch.equal(obs[:, 3:].sum(1), torch.ones(400))  # the one-hot is put back as it was
     for t in range(k):  # only filled positions, and all of them reachable
         drawn = set(obs[task == t, 1].long().tolist())
         assert drawn <= set(range(10 * (t + 1))) and len(drawn) > 0.6 * 10 * (t + 1)
     assert torch.equal(rewards, obs[:, 1])  # fields of one transition stay together
+    assert torch.equal(next_obs[:, :3], obs[:, :3] + 0.5)
 
 
 def test_buffer_gives_slots_on_the_same_task_their_own_positions_and_wraps():
-    rb = MultiTaskReplayBuffer(2, 5, 1, 1, torch.device("cpu"))
+    rb = MultiTaskReplayBuffer(2, 5, 3, 1, torch.device("cpu"))
     task = torch.tensor([1, 1, 0, 1])
     for step in range(2):
-        obs = np.array([[10 * step + s] for s in range(4)], dtype=np.float32)
+        obs = np.array([[10 * step + s, *one_hot(t, 2)] for s, t in enumerate(task.tolist())], dtype=np.float32)
         rb.add(task, obs, np.zeros((4, 1)), np.zeros(4), obs, np.zeros(4))
     assert rb.size.tolist() == [2, 5]
+    assert rb.obs.shape == (2, 5, 1)  # the one-hot is not stored
     assert sorted(rb.obs[0, :2, 0].tolist()) == [2, 12]
     # task 1 got 6 transitions in a ring of 5: the oldest (slot 0 of step 0) was overwritten
     assert sorted(rb.obs[1, :, 0].tolist()) == [1, 3, 10, 11, 13]
