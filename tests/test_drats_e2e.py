@@ -74,18 +74,18 @@ def strip_header(lines):
     return lines[start:]
 
 
-def without_drats(lines):
-    """drats_sac.py less the blocks between `# ---- DRATS ----` and `# ---- end DRATS ----` and the
-    lines marked `# DRATS`."""
+def without_block(lines, name):
+    """A script less its blocks between `# ---- NAME ----` and `# ---- end NAME ----` and its lines
+    marked `# NAME`."""
     kept, inside = [], False
     for line in lines:
-        if line.strip() == "# ---- DRATS ----":
+        if line.strip() == f"# ---- {name} ----":
             assert not inside
             inside = True
-        elif line.strip() == "# ---- end DRATS ----":
+        elif line.strip() == f"# ---- end {name} ----":
             assert inside
             inside = False
-        elif not inside and not line.rstrip().endswith("# DRATS"):
+        elif not inside and not line.rstrip().endswith(f"# {name}"):
             kept.append(line)
     assert not inside
     return kept
@@ -94,5 +94,5 @@ def without_drats(lines):
 def test_drats_sac_is_uniform_sac_plus_the_marked_drats_lines():
     uniform = open(os.path.join(ROOT, "uniform_sac.py")).read().splitlines()
     drats = open(os.path.join(ROOT, "drats_sac.py")).read().splitlines()
-    assert strip_header(without_drats(drats)) == strip_header(uniform)
+    assert strip_header(without_block(drats, "DRATS")) == strip_header(uniform)
     assert len(drats) - len(uniform) < 150  # the method fits in a glance

@@ -1,0 +1,704 @@
+# Multi-task SAC on Meta-World (MT10 / MT25 / MT50) with learning-progress (LP) task sampling, a
+# baseline of the DRATS paper (arXiv 2605.14350): env slots play more often the tasks whose training
+# return changes most. This is uniform_sac.py plus the blocks marked LP, so
+# `diff uniform_sac.py baselines/lp_sac.py` shows the sampler and nothing else.
+import csv
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from functools import partial
+from importlib.metadata import version
+from typing import Literal
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering for --capture-video; set before mujoco loads
+
+import gymnasium as gym
+import metaworld
+import metaworld.evaluation
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+from metaworld.wrappers import AutoTerminateOnSuccessWrapper, OneHotWrapper, RandomTaskSelectWrapper
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the default run name)"""
+    env_id: Literal["MT10", "MT25", "MT50"] = "MT10"
+    """the Meta-World multi-task benchmark"""
+    tasks: tuple[str, ...] = ()
+    """an explicit list of Meta-World task names (e.g. reach-v3 push-v3) that replaces the benchmark's tasks"""
+    seed: int = 1
+    """seed of the experiment (networks, replay sampling, task goals, env randomness)"""
+    total_timesteps: int | None = None
+    """env steps over all tasks (unset: 2,000,000 x number of tasks)"""
+    num_envs: int | None = None
+    """env slots stepped together (unset: number of tasks, one slot per task)"""
+    max_episode_steps: int = 500
+    """episode length (Meta-World's limit is 500)"""
+    vector_strategy: Literal["sync", "async"] = "sync"
+    """sync: all slots in this process; async: one process per slot (for many-core machines)"""
+    hidden_dims: tuple[int, ...] = (400, 400, 400)
+    """widths of the shared torso of the actor and of each critic"""
+    batch_size: int | None = None
+    """transitions per gradient step, drawn evenly from every task's buffer (unset: 128 x number of tasks)"""
+    buffer_size: int | None = None
+    """replay capacity over all tasks, split evenly between them (unset: 100,000 x number of tasks)"""
+    learning_starts: int | None = None
+    """env steps of uniformly random actions before learning starts (unset: 4,000 x num-envs)"""
+    gamma: float = 0.99
+    """discount factor"""
+    tau: float = 0.005
+    """Polyak averaging rate of the target critics"""
+    policy_lr: float = 3e-4
+    """Adam learning rate of the actor"""
+    q_lr: float = 3e-4
+    """Adam learning rate of the critics"""
+    alpha_lr: float = 3e-4
+    """Adam learning rate of the per-task temperatures"""
+    max_grad_norm: float = 1.0
+    """gradient-norm clip of the actor and the critics"""
+    initial_alpha: float = 1.0
+    """initial temperature of every task"""
+    target_entropy: float | None = None
+    """target policy entropy (unset: minus the action dimension, -4)"""
+    max_q_value: float = 5000.0
+    """Q targets and predictions are clipped to [-max, max] (500 steps x the largest reward 10)"""
+    eval_interval: int = 200_000
+    """env steps between evaluations (there is always one at the end)"""
+    eval_episodes: int = 50
+    """evaluation episodes per task, deterministic policy, success at any step counts"""
+    run_name: str | None = None
+    """run directory under runs/ (unset: <env-id or customK>__<exp-name>__<seed>__<unix time>)"""
+    cuda: bool = True
+    """use CUDA when it is available"""
+    torch_deterministic: bool = True
+    """torch.backends.cudnn.deterministic"""
+    track: bool = False
+    """log to Weights & Biases (TensorBoard is always written)"""
+    wandb_project_name: str = "drats"
+    """the wandb project"""
+    wandb_entity: str | None = None
+    """the wandb entity (team)"""
+    capture_video: bool = False
+    """record one evaluation episode per task at every evaluation into runs/<run-name>/videos"""
+    # ---- LP ----
+    lp_eta: float = 8.0
+    """inverse temperature of the sampler's target p0 * exp(eta * progress)"""
+    lp_step_size: float = 0.5
+    """mirror-ascent step size of each update"""
+    lp_eps: float | None = None
+    """probability floor of every task, where solved tasks are pinned (unset: 1 / (4 x number of tasks))"""
+    lp_window: int = 10_000
+    """env steps per slot between two updates of q"""
+    lp_solved_threshold: float = 0.9
+    """a task whose recent training success rate is above this is pinned to the floor"""
+    lp_success_window: int = 50
+    """how many recent training episodes that success rate is taken over"""
+    # ---- end LP ----
+
+
+def fail(message: str):
+    """Stop at once with one clear line, before anything is built or written."""
+    sys.exit(f"error: {message}")
+
+
+def resolve_args(args: Args) -> Args:
+    """Fill the defaults that scale with the number of tasks and reject bad input."""
+    unknown = [name for name in args.tasks if name not in ALL_V3_ENVIRONMENTS]
+    if unknown:
+        fail(f"--tasks: unknown task {', '.join(unknown)}; allowed: {' '.join(ALL_V3_ENVIRONMENTS)}")
+    if len(set(args.tasks)) != len(args.tasks):
+        fail("--tasks: a task is listed twice")
+    k = len(args.tasks) or int(args.env_id[2:])
+    args.total_timesteps = args.total_timesteps or 2_000_000 * k
+    args.num_envs = args.num_envs or k
+    args.batch_size = args.batch_size or 128 * k
+    args.buffer_size = args.buffer_size or 100_000 * k
+    args.learning_starts = 4_000 * args.num_envs if args.learning_starts is None else args.learning_starts
+    args.target_entropy = -4.0 if args.target_entropy is None else args.target_entropy
+    prefix = "--tasks" if args.tasks else "--env-id"
+    if not 1 <= args.max_episode_steps <= 500:
+        fail(f"--max-episode-steps must be between 1 and 500 (Meta-World's limit), got {args.max_episode_steps}")
+    if args.num_envs < 1:
+        fail(f"--num-envs must be at least 1, got {args.num_envs}")
+    if args.batch_size < k or args.batch_size % k:
+        fail(f"--batch-size must be a positive multiple of the number of tasks ({k} for {prefix}), got {args.batch_size}")
+    if args.buffer_size // k < args.num_envs:
+        fail(f"--buffer-size must hold at least num-envs ({args.num_envs}) transitions per task, got {args.buffer_size}")
+    # every task must have data in its buffer before the first gradient step
+    warmup = math.ceil(k / args.num_envs) * args.num_envs * args.max_episode_steps
+    if args.learning_starts < warmup:
+        fail(f"--learning-starts must cover one episode of every task (>= {warmup} env steps here), got {args.learning_starts}")
+    if args.total_timesteps < args.num_envs:
+        fail(f"--total-timesteps must be at least num-envs ({args.num_envs}), got {args.total_timesteps}")
+    if args.eval_interval < 1 or args.eval_episodes < 1:
+        fail("--eval-interval and --eval-episodes must be at least 1")
+    benchmark = f"custom{k}" if args.tasks else args.env_id
+    args.run_name = args.run_name or f"{benchmark}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    # ---- LP ----
+    args.lp_eps = 1 / (4 * k) if args.lp_eps is None else args.lp_eps
+    if args.lp_eta <= 0 or args.lp_step_size < 0:
+        fail(f"--lp-eta must be positive and --lp-step-size non-negative, got {args.lp_eta} and {args.lp_step_size}")
+    if not 0 < args.lp_eps <= 1 / k:  # a pinned task sits at eps: with 0 it could never come back
+        fail(f"--lp-eps must lie in (0, 1/K] = (0, {1 / k:.4g}] for {k} tasks, got {args.lp_eps}")
+    if args.lp_window < args.max_episode_steps:
+        fail(f"--lp-window must hold at least one episode ({args.max_episode_steps} steps), got {args.lp_window}")
+    if args.lp_success_window < 1:
+        fail("--lp-success-window must be at least 1")
+    # ---- end LP ----
+    if os.path.exists(os.path.join("runs", args.run_name)):
+        fail(f"--run-name: runs/{args.run_name} already exists; choose another name (a run is never overwritten)")
+    return args
+
+
+# ---------------------------------------------------------------------------------------------
+# Environments
+# ---------------------------------------------------------------------------------------------
+def load_goals(args: Args) -> tuple[list[str], list[list]]:
+    """Task names in one-hot order and each task's 50 goals, as Meta-World's MT benchmarks define them.
+    Training and evaluation envs are built from these same goals."""
+    if args.tasks:  # as Meta-World/custom-mt-envs does: task i gets its goals from seed + i
+        return list(args.tasks), [metaworld.MT1(name, seed=args.seed + i).train_tasks for i, name in enumerate(args.tasks)]
+    benchmark = getattr(metaworld, args.env_id)(seed=args.seed)
+    names = list(benchmark.train_classes)
+    return names, [[goal for goal in benchmark.train_tasks if goal.env_name == name] for name in names]
+
+
+def make_task_env(task: int, seed: int, task_names: list[str], goals: list[list], max_episode_steps: int, render: bool = False):
+    """One Meta-World env of task `task`: reward v2, the one-hot task id appended to the observation,
+    one of the task's 50 goals drawn at random at every reset (Meta-World's MT protocol)."""
+    env = ALL_V3_ENVIRONMENTS[task_names[task]](
+        reward_function_version="v2", render_mode="rgb_array" if render else None, camera_name="corner", width=256, height=256
+    )
+    env.seed(seed)
+    env = gym.wrappers.TimeLimit(env, max_episode_steps)
+    env = AutoTerminateOnSuccessWrapper(env)
+    env.toggle_terminate_on_success(False)  # training episodes never end early; metaworld.evaluation turns it on
+    env = OneHotWrapper(env, task, len(task_names))
+    env = gym.wrappers.RecordEpisodeStatistics(env)
+    env = RandomTaskSelectWrapper(env, goals[task])
+    env.action_space.seed(seed)
+    return env
+
+
+class EnvPool:
+    """Meta-World env instances by task, built on first use and then reused: a build costs ~0.1 s and
+    ~20 MB, so slots that switch tasks between rounds take a free instance instead of building one."""
+
+    def __init__(self, build, seed: tuple[int, ...]):
+        self.build, self.seed, self.free, self.built = build, seed, {}, 0
+
+    def take(self, task: int):
+        if self.free.get(task):
+            return self.free[task].pop()
+        self.built += 1
+        return self.build(task, int(np.random.SeedSequence((*self.seed, self.built)).generate_state(1)[0]))
+
+    def give(self, task: int, env):
+        self.free.setdefault(task, []).append(env)
+
+
+class TaskSlot(gym.Env):
+    """One env slot: it plays one episode at a time of the task that the task allocation gives it at
+    reset (`reset(options={"tasks": tasks_of_all_slots})`). All slots reset together, a "round",
+    because Meta-World training episodes never end early."""
+
+    def __init__(self, slot: int, pool: EnvPool, observation_space, action_space):
+        self.slot, self.pool, self.task, self.env = slot, pool, None, None
+        self.observation_space, self.action_space = observation_space, action_space
+
+    def reset(self, *, seed=None, options=None):
+        task = int(options["tasks"][self.slot])
+        if task != self.task:
+            if self.env is not None:
+                self.pool.give(self.task, self.env)
+            self.task, self.env = task, self.pool.take(task)
+        return self.env.reset()
+
+    def step(self, action):
+        return self.env.step(action)
+
+    def close(self):
+        if self.env is not None:
+            self.env.close()
+
+
+def make_envs(args: Args, task_names: list[str], goals: list[list]):
+    """The training slots (autoreset off: the script starts each round itself, so the true last
+    observation of an episode is what step() returns) and one evaluation env per task."""
+    build = partial(make_task_env, task_names=task_names, goals=goals, max_episode_steps=args.max_episode_steps)
+    probe = build(0, args.seed)
+    obs_space = gym.spaces.Box(-np.inf, np.inf, probe.observation_space.shape, np.float64)
+    act_space = probe.action_space
+    probe.close()
+    vector_env = gym.vector.SyncVectorEnv if args.vector_strategy == "sync" else gym.vector.AsyncVectorEnv
+    # sync: one pool shared by all slots; async: each slot's process keeps its own pool
+    pools = [EnvPool(build, (args.seed, 0))] * args.num_envs
+    if args.vector_strategy == "async":
+        pools = [EnvPool(build, (args.seed, slot)) for slot in range(args.num_envs)]
+    envs = vector_env(
+        [partial(TaskSlot, slot, pools[slot], obs_space, act_space) for slot in range(args.num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.DISABLED,
+    )
+    eval_envs = vector_env(  # seeded as Meta-World/custom-mt-envs seeds its envs; same-step autoreset as it has
+        [partial(build, task, args.seed + task) for task in range(len(task_names))],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    return envs, eval_envs
+
+
+# ---------------------------------------------------------------------------------------------
+# Agent: multi-head SAC
+# ---------------------------------------------------------------------------------------------
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+
+
+class MultiHeadMLP(nn.Module):
+    """`ensemble` MLPs evaluated as one chain of batched matmuls: a shared ReLU torso and one output
+    head per task. All heads are one matmul; each sample's own head is then picked by its task id."""
+
+    def __init__(self, in_dim: int, hidden_dims, out_dim: int, num_tasks: int, ensemble: int = 1):
+        super().__init__()
+        dims = [in_dim, *hidden_dims, num_tasks * out_dim]
+        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        for fan_in, fan_out in zip(dims[:-1], dims[1:]):
+            bound = 1 / math.sqrt(fan_in)  # nn.Linear's default initialisation, per ensemble member
+            self.weights.append(nn.Parameter(torch.empty(ensemble, fan_in, fan_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(ensemble, 1, fan_out).uniform_(-bound, bound)))
+        self.num_tasks, self.out_dim = num_tasks, out_dim
+
+    def forward(self, x: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        """x: (batch, in_dim), task: (batch,) -> (ensemble, batch, out_dim)"""
+        for layer, (w, b) in enumerate(zip(self.weights, self.biases)):
+            x = torch.matmul(x, w) + b
+            if layer < len(self.weights) - 1:
+                x = F.relu(x)
+        heads = x.unflatten(-1, (self.num_tasks, self.out_dim))
+        return heads[:, torch.arange(task.shape[0], device=task.device), task]
+
+
+class Actor(nn.Module):
+    """Tanh-squashed Gaussian policy with one head (mean and log-std) per task."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dims, num_tasks: int):
+        super().__init__()
+        self.net = MultiHeadMLP(obs_dim, hidden_dims, 2 * act_dim, num_tasks)
+        self.num_tasks = num_tasks
+
+    def forward(self, obs: torch.Tensor, task: torch.Tensor):
+        mean, log_std = self.net(obs, task)[0].chunk(2, dim=-1)
+        return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def sample(self, obs: torch.Tensor, task: torch.Tensor):
+        mean, log_std = self(obs, task)
+        noise = torch.randn_like(mean)
+        u = mean + log_std.exp() * noise
+        # log-density of tanh(u): the Gaussian's, minus log|d tanh(u)/du| = 2 (log 2 - u - softplus(-2u))
+        log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = log_prob - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)
+        return torch.tanh(u), log_prob
+
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """Actions for a batch of env observations; the task id is read from their one-hot."""
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=next(self.parameters()).device)
+        task = obs[:, -self.num_tasks :].argmax(-1)
+        with torch.no_grad():
+            action = torch.tanh(self(obs, task)[0]) if deterministic else self.sample(obs, task)[0]
+        return action.cpu().numpy()
+
+
+class Critic(nn.Module):
+    """Twin Q-functions with one head per task, run as one fused ensemble."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dims, num_tasks: int):
+        super().__init__()
+        self.net = MultiHeadMLP(obs_dim + act_dim, hidden_dims, 1, num_tasks, ensemble=2)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, action], -1), task).squeeze(-1)  # (2, batch)
+
+
+class EvalAgent:
+    """The agent interface of metaworld.evaluation: deterministic actions, nothing to reset."""
+
+    def __init__(self, actor: Actor):
+        self.actor = actor
+
+    def eval_action(self, obs: np.ndarray) -> np.ndarray:
+        return self.actor.act(obs, deterministic=True)
+
+    def reset(self, env_mask: np.ndarray):
+        pass
+
+
+class MultiTaskReplayBuffer:
+    """One ring buffer per task, all held on the training device. sample() draws batch_size / K
+    transitions from every task, so each task weighs the same in every update. Observations are
+    stored without their one-hot task id, which is the buffer's own index (and would be more than
+    half of the memory on MT50); sample() puts it back."""
+
+    def __init__(self, num_tasks: int, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
+        self.num_tasks, self.capacity, self.device = num_tasks, capacity, device
+        self.obs = torch.zeros(num_tasks, capacity, obs_dim - num_tasks, device=device)
+        self.next_obs = torch.zeros(num_tasks, capacity, obs_dim - num_tasks, device=device)
+        self.actions = torch.zeros(num_tasks, capacity, act_dim, device=device)
+        self.rewards = torch.zeros(num_tasks, capacity, device=device)
+        self.terminations = torch.zeros(num_tasks, capacity, device=device)
+        self.pos = torch.zeros(num_tasks, dtype=torch.long, device=device)
+        self.size = torch.zeros(num_tasks, dtype=torch.long, device=device)
+
+    def add(self, task: torch.Tensor, obs, actions, rewards, next_obs, terminations):
+        """One transition per slot; `task` (num_envs,) says whose buffer each goes to."""
+        as_tensor = partial(torch.as_tensor, dtype=torch.float32, device=self.device)
+        # several slots may play the same task: each takes the next free position of that task
+        rank = (task[:, None] == task[None, :]).tril(-1).sum(1)
+        idx = (self.pos[task] + rank) % self.capacity
+        self.obs[task, idx] = as_tensor(obs[:, : -self.num_tasks])
+        self.next_obs[task, idx] = as_tensor(next_obs[:, : -self.num_tasks])
+        self.actions[task, idx] = as_tensor(actions)
+        self.rewards[task, idx] = as_tensor(rewards)
+        self.terminations[task, idx] = as_tensor(terminations)
+        count = torch.bincount(task, minlength=self.num_tasks)
+        self.pos = (self.pos + count) % self.capacity
+        self.size = torch.clamp(self.size + count, max=self.capacity)
+
+    def sample(self, batch_size: int):
+        per_task = batch_size // self.num_tasks
+        task = torch.arange(self.num_tasks, device=self.device)[:, None].expand(-1, per_task)
+        idx = (torch.rand(self.num_tasks, per_task, device=self.device) * self.size[:, None]).long()
+        one_hot = F.one_hot(task, self.num_tasks).float()
+        return (
+            torch.cat([self.obs[task, idx], one_hot], -1).flatten(0, 1),
+            self.actions[task, idx].flatten(0, 1),
+            self.rewards[task, idx].flatten(),
+            torch.cat([self.next_obs[task, idx], one_hot], -1).flatten(0, 1),
+            self.terminations[task, idx].flatten(),
+            task.flatten(),
+        )
+
+
+def write_videos(actor: Actor, video_envs: list, task_names: list[str], run_dir: str, global_step: int, track: bool):
+    """One deterministic episode per task, every 5th frame (software EGL renders ~0.1 s a frame)."""
+    import imageio
+
+    os.makedirs(os.path.join(run_dir, "videos"), exist_ok=True)
+    for name, env in zip(task_names, video_envs):
+        obs, _ = env.reset()
+        frames, done, t = [], False, 0
+        while not done:
+            if t % 5 == 0:
+                frames.append(env.render()[::-1])  # the corner camera renders upside down
+            obs, _, terminated, truncated, _ = env.step(actor.act(obs[None], deterministic=True)[0])
+            done, t = terminated or truncated, t + 1
+        path = os.path.join(run_dir, "videos", f"{name}__step{global_step}.mp4")
+        imageio.mimsave(path, frames, fps=25)
+        if track:
+            import wandb
+
+            wandb.log({f"videos/{name}": wandb.Video(path, format="mp4")}, step=global_step)
+
+
+# ---- LP ----
+# Learning progress: favour the tasks whose window-mean training return R_i moved most since the
+# last window, progress_i = |R_i(t) - R_i(t-1)| / (max_j |R_j(t) - R_j(t-1)| + 0.01), through
+# the same mirror update and floor as DRATS; tasks solved in training are pinned to the floor.
+def project_floor(z: np.ndarray, eps: float) -> np.ndarray:
+    """KL projection of the distribution z onto {q : q_i >= eps, sum(q) = 1}, i.e. q_i = max(eps, c z_i).
+    Clamp every entry below eps to eps and rescale the free ones to the mass left; repeat, because
+    the rescale lowers the free entries and may push another below eps. eps * K >= 1: uniform."""
+    if eps * len(z) >= 1:
+        return np.full(len(z), 1 / len(z))
+    clamped = np.zeros(len(z), dtype=bool)
+    while True:
+        q = np.where(clamped, eps, (1 - eps * clamped.sum()) * z / z[~clamped].sum())
+        below = ~clamped & (q < eps)
+        if not below.any():
+            return q
+        clamped |= below
+
+
+def lp_update(q: np.ndarray, progress: np.ndarray, solved: np.ndarray, eta: float, step_size: float, eps: float):
+    """One LP step (p0 uniform), DRATS's with the progress signal in place of the gap:
+        alpha = step_size / eta
+        log q' = (1 - alpha) log q + alpha log p0 + step_size * progress,   q' = softmax
+    then the solved tasks are pinned: their mass goes to 0 and project_floor gives them exactly eps."""
+    alpha = step_size / eta
+    logits = (1 - alpha) * np.log(q) + alpha * np.log(1 / len(q)) + step_size * progress
+    z = np.exp(logits - logits.max())
+    if not solved.all():  # with every task solved there is nothing left to prefer
+        z = np.where(solved, 0.0, z)
+    return project_floor(z / z.sum(), eps)
+
+
+class LPSampler:
+    """The sampler's state. observe() takes finished training episodes; update(), once per window,
+    turns the change of the window's mean returns into progress and a new q."""
+
+    def __init__(self, num_tasks: int, eta: float, step_size: float, eps: float, solved_threshold: float,
+                 success_window: int):  # fmt: skip
+        self.eta, self.step_size, self.eps, self.solved_threshold = eta, step_size, eps, solved_threshold
+        self.q = np.full(num_tasks, 1 / num_tasks)
+        # R_i(t-1). As for DRATS's gap, a task with no episode in a window has return 0, and so
+        # does every task before the first window.
+        self.last_return = np.zeros(num_tasks)
+        self.recent_success = np.zeros((num_tasks, success_window))  # a ring of recent successes per task
+        self.recent_count = np.zeros(num_tasks, dtype=np.int64)
+        self.window_return = np.zeros(num_tasks)
+        self.window_episodes = np.zeros(num_tasks, dtype=np.int64)
+
+    def observe(self, tasks: np.ndarray, returns: np.ndarray, successes: np.ndarray):
+        for task, ret, success in zip(tasks, returns, successes):
+            self.recent_success[task, self.recent_count[task] % self.recent_success.shape[1]] = success
+            self.recent_count[task] += 1
+            self.window_return[task] += ret
+            self.window_episodes[task] += 1
+
+    def update(self):
+        """Returns the progress that the update used, R(t-1), and the window's mean returns and counts."""
+        episodes = self.window_episodes.copy()
+        mean_return = self.window_return / np.maximum(episodes, 1)
+        change = np.abs(mean_return - self.last_return)
+        progress = change / (change.max() + 0.01)
+        seen = np.minimum(self.recent_count, self.recent_success.shape[1])
+        solved = self.recent_success.sum(1) / np.maximum(seen, 1) > self.solved_threshold
+        self.q = lp_update(self.q, progress, solved, self.eta, self.step_size, self.eps)
+        previous, self.last_return = self.last_return, mean_return
+        self.window_return[:] = 0
+        self.window_episodes[:] = 0
+        return progress, previous, mean_return, episodes
+
+
+# ---- end LP ----
+if __name__ == "__main__":
+    args = resolve_args(tyro.cli(Args))
+    run_dir = os.path.join("runs", args.run_name)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    rng = np.random.default_rng(args.seed)
+
+    print(f"building the goals and envs of {'--tasks' if args.tasks else args.env_id} ...")
+    task_names, goals = load_goals(args)
+    num_tasks = len(task_names)
+    envs, eval_envs = make_envs(args, task_names, goals)
+    obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+
+    actor = Actor(obs_dim, act_dim, args.hidden_dims, num_tasks).to(device)
+    critic = Critic(obs_dim, act_dim, args.hidden_dims, num_tasks).to(device)
+    target_critic = Critic(obs_dim, act_dim, args.hidden_dims, num_tasks).to(device)
+    target_critic.load_state_dict(critic.state_dict())
+    target_critic.requires_grad_(False)
+    log_alpha = torch.full((num_tasks,), math.log(args.initial_alpha), device=device, requires_grad=True)
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr)
+    q_optimizer = torch.optim.Adam(critic.parameters(), lr=args.q_lr)
+    alpha_optimizer = torch.optim.Adam([log_alpha], lr=args.alpha_lr)
+    rb = MultiTaskReplayBuffer(num_tasks, args.buffer_size // num_tasks, obs_dim, act_dim, device)
+    critic_params, target_params = list(critic.parameters()), list(target_critic.parameters())
+
+    def update(obs, actions, rewards, next_obs, terminations, task):
+        alpha = log_alpha.detach().exp()[task]
+        with torch.no_grad():
+            next_actions, next_log_prob = actor.sample(next_obs, task)
+            next_q = target_critic(next_obs, next_actions, task).min(0).values - alpha * next_log_prob
+            q_target = (rewards + args.gamma * (1 - terminations) * next_q).clamp(-args.max_q_value, args.max_q_value)
+        q = critic(obs, actions, task).clamp(-args.max_q_value, args.max_q_value)
+        qf_loss = F.mse_loss(q, q_target.expand_as(q))
+        q_optimizer.zero_grad()
+        qf_loss.backward()
+        nn.utils.clip_grad_norm_(critic_params, args.max_grad_norm)
+        q_optimizer.step()
+        torch._foreach_lerp_(target_params, critic_params, args.tau)
+
+        pi, log_prob = actor.sample(obs, task)
+        # the actor's loss needs no gradient for the critics' weights: freeze them while it runs
+        critic.requires_grad_(False)
+        q_pi = critic(obs, pi, task).min(0).values
+        critic.requires_grad_(True)
+        actor_loss = (alpha * log_prob - q_pi).mean()
+        actor_optimizer.zero_grad()
+        actor_loss.backward()
+        nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm)
+        actor_optimizer.step()
+
+        alpha_loss = (-log_alpha[task] * (log_prob.detach() + args.target_entropy)).mean()
+        alpha_optimizer.zero_grad()
+        alpha_loss.backward()
+        alpha_optimizer.step()
+        return torch.stack([qf_loss, actor_loss, alpha_loss, q.mean()]).detach()
+
+    # ---- outputs: config.json, CSV files, TensorBoard (and wandb) ----
+    try:
+        git_commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=os.path.dirname(os.path.abspath(__file__)), capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        git_commit = ""
+    packages = ["torch", "metaworld", "mujoco", "gymnasium", "numpy", "tyro"]
+    config = {
+        **asdict(args),
+        "task_names": task_names,
+        "versions": {"python": sys.version.split()[0], **{name: version(name) for name in packages}},
+        "git_commit": git_commit or None,
+        "device": str(device),
+    }
+    if args.track:
+        import wandb
+
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=config,
+            name=args.run_name,
+            save_code=True,
+        )
+    writer = SummaryWriter(run_dir)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    eval_file = open(os.path.join(run_dir, "eval.csv"), "w", newline="")
+    eval_csv = csv.writer(eval_file)
+    eval_csv.writerow(["global_step", "task", "success_rate", "mean_return"])
+    episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
+    episodes_csv = csv.writer(episodes_file)
+    episodes_csv.writerow(["global_step", "task", "episodic_return", "success"])
+    # ---- LP ----
+    sampler = LPSampler(
+        num_tasks, args.lp_eta, args.lp_step_size, args.lp_eps, args.lp_solved_threshold, args.lp_success_window
+    )
+    # the same header as drats_sac.py: `gap` holds the progress signal, `target` the previous window's return
+    sampler_file = open(os.path.join(run_dir, "sampler.csv"), "w", newline="")
+    sampler_csv = csv.writer(sampler_file)
+    sampler_csv.writerow(["global_step", "task", "prob", "gap", "target", "window_return", "window_episodes"])
+    sampler_csv.writerows([0, name, sampler.q[t], "", "", "", 0] for t, name in enumerate(task_names))
+    last_sampler_update = 0  # vector step
+    # ---- end LP ----
+    video_envs = []
+    if args.capture_video:
+        video_envs = [make_task_env(t, args.seed + 20_000 + t, task_names, goals, args.max_episode_steps, True) for t in range(num_tasks)]
+
+    def evaluate(global_step: int) -> float:
+        mean_success, _, success, returns = metaworld.evaluation.evaluation(EvalAgent(actor), eval_envs, args.eval_episodes)
+        for name in task_names:
+            eval_csv.writerow([global_step, name, success[name], float(np.mean(returns[name]))])
+            writer.add_scalar(f"eval/success_rate/{name}", success[name], global_step)
+            writer.add_scalar(f"eval/mean_return/{name}", np.mean(returns[name]), global_step)
+        eval_file.flush()
+        writer.add_scalar("eval/mean_success_rate", mean_success, global_step)
+        writer.add_scalar("eval/mean_return", np.mean([np.mean(r) for r in returns.values()]), global_step)
+        writer.add_scalar("charts/worst_task_success_rate", min(success.values()), global_step)
+        if args.capture_video:
+            write_videos(actor, video_envs, task_names, run_dir, global_step, args.track)
+        return mean_success
+
+    print(f"{run_dir}: {num_tasks} tasks ({', '.join(task_names)}), {args.num_envs} env slots, device {device}")
+
+    # ---- training loop ----
+    num_steps = args.total_timesteps // args.num_envs  # vector steps
+    env_steps_per_task = np.zeros(num_tasks, dtype=np.int64)
+    episode_return = np.zeros(args.num_envs)
+    episode_success = np.zeros(args.num_envs, dtype=bool)
+    round_index, next_eval, last_success = 0, args.eval_interval, float("nan")
+    # task allocation: every task gets the same number of env steps (slot j runs task j when
+    # num-envs = K; otherwise the slots rotate through the tasks round by round)
+    slot_tasks = (np.arange(args.num_envs) + round_index * args.num_envs) % num_tasks
+    obs, _ = envs.reset(options={"tasks": slot_tasks})
+    start_time = time.time()
+    progress = tqdm(total=num_steps * args.num_envs, unit="step", unit_scale=True, dynamic_ncols=True)
+    for step in range(num_steps):
+        global_step = (step + 1) * args.num_envs
+        if global_step <= args.learning_starts:
+            actions = rng.uniform(-1, 1, (args.num_envs, act_dim)).astype(np.float32)
+        else:
+            actions = actor.act(obs)
+        next_obs, rewards, terminations, truncations, infos = envs.step(actions)
+        episode_return += rewards
+        episode_success |= infos["success"] > 0
+        # Truncation at the episode limit is not a terminal state: the target bootstraps from
+        # next_obs, the true last observation (autoreset is off, so it is not the next reset's).
+        rb.add(torch.as_tensor(slot_tasks, device=device), obs, actions, rewards, next_obs, terminations)
+
+        if truncations.any() or terminations.any():  # every slot ends its episode together: the round is over
+            for slot, task in enumerate(slot_tasks):
+                episodes_csv.writerow([global_step, task_names[task], float(episode_return[slot]), int(episode_success[slot])])
+            episodes_file.flush()
+            played = np.unique(slot_tasks)
+            count = np.bincount(slot_tasks, minlength=num_tasks)
+            mean_return = np.bincount(slot_tasks, episode_return, num_tasks)[played] / count[played]
+            mean_success = np.bincount(slot_tasks, episode_success, num_tasks)[played] / count[played]
+            env_steps_per_task += count * args.max_episode_steps
+            alphas = log_alpha.detach().exp().tolist()
+            for i, task in enumerate(played):
+                writer.add_scalar(f"charts/episodic_return/{task_names[task]}", mean_return[i], global_step)
+                writer.add_scalar(f"charts/success/{task_names[task]}", mean_success[i], global_step)
+            for task, name in enumerate(task_names):
+                writer.add_scalar(f"charts/env_steps/{name}", env_steps_per_task[task], global_step)
+                writer.add_scalar(f"charts/alpha/{name}", alphas[task], global_step)
+            # ---- LP ----
+            sampler.observe(slot_tasks, episode_return, episode_success)
+            if step + 1 - last_sampler_update >= args.lp_window:
+                last_sampler_update = step + 1
+                progress_signal, previous, window_return, window_episodes = sampler.update()
+                for task, name in enumerate(task_names):
+                    row = [sampler.q[task], progress_signal[task], previous[task], window_return[task], window_episodes[task]]
+                    sampler_csv.writerow([global_step, name, *row])
+                    writer.add_scalar(f"charts/task_prob/{name}", sampler.q[task], global_step)
+                    writer.add_scalar(f"charts/progress/{name}", progress_signal[task], global_step)
+                sampler_file.flush()
+            # ---- end LP ----
+            episode_return[:] = 0
+            episode_success[:] = False
+            round_index += 1
+            slot_tasks = (np.arange(args.num_envs) + round_index * args.num_envs) % num_tasks
+            # ---- LP ----
+            # The warm-up of random actions keeps the balanced rotation, so that every task's buffer
+            # has data when the updates start; from then on every slot draws its task from q.
+            if global_step >= args.learning_starts:
+                slot_tasks = rng.choice(num_tasks, size=args.num_envs, p=sampler.q)
+            # ---- end LP ----
+            next_obs, _ = envs.reset(options={"tasks": slot_tasks})
+        obs = next_obs
+
+        if global_step > args.learning_starts:
+            logs = update(*rb.sample(args.batch_size))
+            if step % 100 == 0:
+                qf_loss, actor_loss, alpha_loss, q_value = logs.tolist()
+                writer.add_scalar("losses/qf_loss", qf_loss, global_step)
+                writer.add_scalar("losses/actor_loss", actor_loss, global_step)
+                writer.add_scalar("losses/alpha_loss", alpha_loss, global_step)
+                writer.add_scalar("losses/qf_values", q_value, global_step)
+        if step % 100 == 0:
+            sps = int(global_step / (time.time() - start_time))
+            writer.add_scalar("charts/SPS", sps, global_step)
+            progress.set_postfix(SPS=sps, eval_success=f"{last_success:.2f}")
+        if global_step >= next_eval or step == num_steps - 1:
+            last_success = evaluate(global_step)
+            next_eval = (global_step // args.eval_interval + 1) * args.eval_interval
+            progress.set_postfix(SPS=sps, eval_success=f"{last_success:.2f}")
+        progress.update(args.num_envs)
+
+    progress.close()
+    print(f"final mean eval success rate {last_success:.3f}; outputs in {run_dir}")
+    envs.close()
+    eval_envs.close()
+    for env in video_envs:
+        env.close()
+    eval_file.close()
+    episodes_file.close()
+    sampler_file.close()  # LP
+    writer.close()
+    if args.track:
+        wandb.finish()
