@@ -3,10 +3,14 @@
 # return changes most. This is uniform_sac.py plus the blocks marked LP, so
 # `diff uniform_sac.py baselines/lp_sac.py` shows the sampler and nothing else.
 import csv
+import dataclasses
 import json
 import math
+import multiprocessing
 import os
 import random
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -93,6 +97,12 @@ class Args:
     """the wandb entity (team)"""
     capture_video: bool = False
     """record one evaluation episode per task at every evaluation into runs/<run-name>/videos"""
+    checkpoint_interval: int | None = None
+    """env steps between checkpoints, each taken at the next round boundary (unset: --eval-interval)"""
+    checkpoint_buffer: bool = True
+    """keep the replay buffer in checkpoints; without it a resumed run refills the buffer and is not exact"""
+    resume: str | None = None
+    """continue the run in this directory (e.g. runs/<run-name>) from its last checkpoint"""
     # ---- LP ----
     lp_eta: float = 8.0
     """inverse temperature of the sampler's target p0 * exp(eta * progress)"""
@@ -114,7 +124,7 @@ def fail(message: str):
     sys.exit(f"error: {message}")
 
 
-def resolve_args(args: Args) -> Args:
+def resolve_args(args: Args, resuming: bool = False) -> Args:
     """Fill the defaults that scale with the number of tasks and reject bad input."""
     unknown = [name for name in args.tasks if name not in ALL_V3_ENVIRONMENTS]
     if unknown:
@@ -145,6 +155,9 @@ def resolve_args(args: Args) -> Args:
         fail(f"--total-timesteps must be at least num-envs ({args.num_envs}), got {args.total_timesteps}")
     if args.eval_interval < 1 or args.eval_episodes < 1:
         fail("--eval-interval and --eval-episodes must be at least 1")
+    args.checkpoint_interval = args.checkpoint_interval or args.eval_interval
+    if args.checkpoint_interval < 1:
+        fail(f"--checkpoint-interval must be at least 1, got {args.checkpoint_interval}")
     benchmark = f"custom{k}" if args.tasks else args.env_id
     args.run_name = args.run_name or f"{benchmark}__{args.exp_name}__{args.seed}__{int(time.time())}"
     # ---- LP ----
@@ -158,9 +171,70 @@ def resolve_args(args: Args) -> Args:
     if args.lp_success_window < 1:
         fail("--lp-success-window must be at least 1")
     # ---- end LP ----
-    if os.path.exists(os.path.join("runs", args.run_name)):
-        fail(f"--run-name: runs/{args.run_name} already exists; choose another name (a run is never overwritten)")
+    if not resuming and os.path.exists(os.path.join("runs", args.run_name)):
+        fail(f"--run-name: runs/{args.run_name} already exists; choose another name or --resume it (a run is never overwritten)")
     return args
+
+
+# what a resumed run may change; every other argument must be the one the run started with
+CAN_CHANGE_ON_RESUME = {
+    "total_timesteps", "eval_interval", "eval_episodes", "checkpoint_interval", "checkpoint_buffer", "resume",
+    "cuda", "torch_deterministic", "vector_strategy", "track", "wandb_project_name", "wandb_entity", "capture_video",
+}  # fmt: skip
+
+
+def parse_args() -> Args:
+    """The command line. With --resume, the saved run's arguments with what this command line changes."""
+    args = tyro.cli(Args)
+    if args.resume is None:
+        return resolve_args(args)
+    config_path = os.path.join(args.resume, "config.json")
+    if not os.path.exists(os.path.join(args.resume, "checkpoint.pt")) or not os.path.exists(config_path):
+        fail(f"--resume: {args.resume} holds no checkpoint.pt and config.json to resume from")
+    with open(config_path) as f:
+        saved = json.load(f)
+    names = [field.name for field in dataclasses.fields(Args) if field.name in saved]
+    args = tyro.cli(Args, default=Args(**{n: tuple(saved[n]) if isinstance(saved[n], list) else saved[n] for n in names}))
+    show = lambda v: " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)  # noqa: E731
+    changed = [
+        f"--{n.replace('_', '-')} was {show(saved[n])}, now {show(getattr(args, n))}"
+        for n in names
+        if n not in CAN_CHANGE_ON_RESUME and json.loads(json.dumps(getattr(args, n))) != saved[n]
+    ]
+    if changed:
+        fail(f"--resume: these arguments would change the run, which must go on as it started: {'; '.join(changed)}")
+    return resolve_args(args, resuming=True)
+
+
+def check_output_location(run_dir: str, needed_bytes: int):
+    """Fail before training, not days into it, where the run cannot write its outputs and checkpoints."""
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, ".write-test"), "w") as f:
+            f.write("ok")
+        os.remove(os.path.join(run_dir, ".write-test"))
+    except OSError as error:
+        fail(f"cannot write the run's outputs to {run_dir}: {error.strerror}")
+    free = shutil.disk_usage(run_dir).free
+    if free < needed_bytes:
+        fail(f"{run_dir}: {free / 1e9:.1f} GB free, checkpoints need about {needed_bytes / 1e9:.1f} GB (see --no-checkpoint-buffer)")
+
+
+def open_csv(path: str, header: list[str], resume_step: int | None):
+    """A CSV log to append to. A new run writes the header. A resumed run keeps only the complete rows
+    up to its checkpoint's step: the rows written after it will be written again."""
+    if resume_step is not None:
+        with open(path, newline="") as f:
+            lines = f.readlines()
+        kept = lines[:1] + [line for line in lines[1:] if line.endswith("\n") and int(line.split(",")[0]) <= resume_step]
+        with open(path + ".tmp", "w", newline="") as f:
+            f.writelines(kept)
+        os.replace(path + ".tmp", path)
+    file = open(path, "w" if resume_step is None else "a", newline="")
+    writer = csv.writer(file)
+    if resume_step is None:
+        writer.writerow(header)
+    return file, writer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,6 +253,9 @@ def load_goals(args: Args) -> tuple[list[str], list[list]]:
 def make_task_env(task: int, seed: int, task_names: list[str], goals: list[list], max_episode_steps: int, render: bool = False):
     """One Meta-World env of task `task`: reward v2, the one-hot task id appended to the observation,
     one of the task's 50 goals drawn at random at every reset (Meta-World's MT protocol)."""
+    if multiprocessing.parent_process() is not None:  # an async worker: the main process handles Ctrl-C and SIGTERM
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     env = ALL_V3_ENVIRONMENTS[task_names[task]](
         reward_function_version="v2", render_mode="rgb_array" if render else None, camera_name="corner", width=256, height=256
     )
@@ -211,9 +288,9 @@ class EnvPool:
 
 
 class TaskSlot(gym.Env):
-    """One env slot: it plays one episode at a time of the task that the task allocation gives it at
-    reset (`reset(options={"tasks": tasks_of_all_slots})`). All slots reset together, a "round",
-    because Meta-World training episodes never end early."""
+    """One env slot: it plays one episode at a time of the task and goal that the script gives it at
+    reset (`reset(options={"tasks": ..., "goals": ...})`, one entry per slot). All slots reset
+    together, a "round", because Meta-World training episodes never end early."""
 
     def __init__(self, slot: int, pool: EnvPool, observation_space, action_space):
         self.slot, self.pool, self.task, self.env = slot, pool, None, None
@@ -225,6 +302,9 @@ class TaskSlot(gym.Env):
             if self.env is not None:
                 self.pool.give(self.task, self.env)
             self.task, self.env = task, self.pool.take(task)
+            self.env.toggle_sample_tasks_on_reset(False)
+        # the script's seeded generator draws the goal (one of the task's 50): a resumed run draws the same
+        self.env.unwrapped.set_task(self.env.tasks[int(options["goals"][self.slot])])
         return self.env.reset()
 
     def step(self, action):
@@ -374,6 +454,13 @@ class MultiTaskReplayBuffer:
         self.pos = (self.pos + count) % self.capacity
         self.size = torch.clamp(self.size + count, max=self.capacity)
 
+    def state_dict(self) -> dict:
+        return {name: getattr(self, name) for name in ("obs", "next_obs", "actions", "rewards", "terminations", "pos", "size")}
+
+    def load_state_dict(self, state: dict):
+        for name, value in state.items():
+            getattr(self, name).copy_(value)
+
     def sample(self, batch_size: int):
         per_task = batch_size // self.num_tasks
         task = torch.arange(self.num_tasks, device=self.device)[:, None].expand(-1, per_task)
@@ -482,8 +569,11 @@ class LPSampler:
 
 # ---- end LP ----
 if __name__ == "__main__":
-    args = resolve_args(tyro.cli(Args))
-    run_dir = os.path.join("runs", args.run_name)
+    args = parse_args()
+    run_dir = args.resume or os.path.join("runs", args.run_name)
+    state = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=False) if args.resume else None
+    if state and state["loop"][0] * args.num_envs >= args.total_timesteps:
+        fail(f"--resume: {run_dir} is complete at {state['loop'][0] * args.num_envs} env steps; pass a larger --total-timesteps")
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -508,6 +598,10 @@ if __name__ == "__main__":
     alpha_optimizer = torch.optim.Adam([log_alpha], lr=args.alpha_lr)
     rb = MultiTaskReplayBuffer(num_tasks, args.buffer_size // num_tasks, obs_dim, act_dim, device)
     critic_params, target_params = list(critic.parameters()), list(target_critic.parameters())
+    buffer_bytes = sum(t.numel() * t.element_size() for t in rb.state_dict().values()) if args.checkpoint_buffer else 0
+    check_output_location(run_dir, 2 * buffer_bytes + 10**8)  # the new checkpoint is written beside the old
+    if not args.checkpoint_buffer:
+        print("warning: --no-checkpoint-buffer: a resumed run starts from an empty replay buffer, so it is not exact")
 
     def update(obs, actions, rewards, next_obs, terminations, task):
         alpha = log_alpha.detach().exp()[task]
@@ -555,36 +649,46 @@ if __name__ == "__main__":
         "git_commit": git_commit or None,
         "device": str(device),
     }
+    resume_step = state["loop"][0] * args.num_envs if state else None  # global step of the checkpoint
+    wandb_id = state["wandb_id"] if state else None
     if args.track:
         import wandb
 
+        wandb_id = wandb_id or wandb.util.generate_id()
         wandb.init(
             project=args.wandb_project_name,
             entity=args.wandb_entity,
             sync_tensorboard=True,
             config=config,
             name=args.run_name,
+            id=wandb_id,
+            resume="allow",  # a resumed run continues the same wandb run
             save_code=True,
         )
-    writer = SummaryWriter(run_dir)
+    writer = SummaryWriter(run_dir, purge_step=resume_step)  # TensorBoard drops what came after the checkpoint
     with open(os.path.join(run_dir, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
-    eval_file = open(os.path.join(run_dir, "eval.csv"), "w", newline="")
-    eval_csv = csv.writer(eval_file)
-    eval_csv.writerow(["global_step", "task", "success_rate", "mean_return"])
-    episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
-    episodes_csv = csv.writer(episodes_file)
-    episodes_csv.writerow(["global_step", "task", "episodic_return", "success"])
+    eval_file, eval_csv = open_csv(
+        os.path.join(run_dir, "eval.csv"), ["global_step", "task", "success_rate", "mean_return"], resume_step
+    )
+    episodes_file, episodes_csv = open_csv(
+        os.path.join(run_dir, "episodes.csv"), ["global_step", "task", "episodic_return", "success"], resume_step
+    )
     # ---- LP ----
     sampler = LPSampler(
         num_tasks, args.lp_eta, args.lp_step_size, args.lp_eps, args.lp_solved_threshold, args.lp_success_window
     )
     # the same header as drats_sac.py: `gap` holds the progress signal, `target` the previous window's return
-    sampler_file = open(os.path.join(run_dir, "sampler.csv"), "w", newline="")
-    sampler_csv = csv.writer(sampler_file)
-    sampler_csv.writerow(["global_step", "task", "prob", "gap", "target", "window_return", "window_episodes"])
-    sampler_csv.writerows([0, name, sampler.q[t], "", "", "", 0] for t, name in enumerate(task_names))
     last_sampler_update = 0  # vector step
+    if state:  # resuming: the sampler goes on from its checkpoint
+        sampler, last_sampler_update = state["sampler"]
+    sampler_file, sampler_csv = open_csv(
+        os.path.join(run_dir, "sampler.csv"),
+        ["global_step", "task", "prob", "gap", "target", "window_return", "window_episodes"],
+        resume_step,
+    )
+    if not state:
+        sampler_csv.writerows([0, name, sampler.q[t], "", "", "", 0] for t, name in enumerate(task_names))
     # ---- end LP ----
     video_envs = []
     if args.capture_video:
@@ -604,32 +708,116 @@ if __name__ == "__main__":
             write_videos(actor, video_envs, task_names, run_dir, global_step, args.track)
         return mean_success
 
+    # ---- checkpoints: taken at round boundaries, where no env is inside an episode ----
+    checkpoint_path = os.path.join(run_dir, "checkpoint.pt")
+
+    def save_checkpoint(step: int):
+        """Everything the run needs to go on as if it had never stopped; written to a temporary file,
+        then renamed over the previous checkpoint, so that one is kept until the new one is complete."""
+        checkpoint = {
+            "loop": (step, round_index, last_success, env_steps_per_task),
+            "wandb_id": wandb_id,
+            "actor": actor.state_dict(),
+            "critic": critic.state_dict(),
+            "target_critic": target_critic.state_dict(),
+            "log_alpha": log_alpha.detach(),
+            "optimizers": [opt.state_dict() for opt in (actor_optimizer, q_optimizer, alpha_optimizer)],
+            "buffer": rb.state_dict() if args.checkpoint_buffer else None,
+            "rng": (random.getstate(), np.random.get_state(), rng.bit_generator.state, torch.get_rng_state(),
+                    torch.cuda.get_rng_state_all() if device.type == "cuda" else None),  # fmt: skip
+            "eval_env_rng": list(eval_envs.get_attr("np_random")),  # the goals of the next evaluations
+        }
+        checkpoint["sampler"] = (sampler, last_sampler_update)  # LP
+        torch.save(checkpoint, checkpoint_path + ".tmp")
+        os.replace(checkpoint_path + ".tmp", checkpoint_path)
+
+    def check_finite(logs, global_step: int):
+        """A non-finite loss (from non-finite parameters or not) stops the run before it writes a checkpoint."""
+        if logs is not None and not torch.isfinite(logs).all():
+            names = [n for n, v in zip(["qf_loss", "actor_loss", "alpha_loss", "qf_values"], logs.tolist()) if not math.isfinite(v)]
+            kept = f"the last good checkpoint, {checkpoint_path}, is kept" if os.path.exists(checkpoint_path) else "no checkpoint yet"
+            progress.close()
+            fail(f"non-finite {', '.join(names)} at global step {global_step}; {kept}")
+
+    if state:  # resuming: everything as it was at the checkpoint
+        actor.load_state_dict(state["actor"])
+        critic.load_state_dict(state["critic"])
+        target_critic.load_state_dict(state["target_critic"])
+        with torch.no_grad():
+            log_alpha.copy_(state["log_alpha"])
+        for opt, opt_state in zip((actor_optimizer, q_optimizer, alpha_optimizer), state["optimizers"]):
+            opt.load_state_dict(opt_state)
+        if state["buffer"] is not None:
+            rb.load_state_dict(state["buffer"])
+        python_rng, numpy_rng, run_rng, torch_rng, cuda_rng = state["rng"]
+        random.setstate(python_rng)
+        np.random.set_state(numpy_rng)
+        rng.bit_generator.state = run_rng
+        torch.set_rng_state(torch_rng)
+        if cuda_rng is not None and device.type == "cuda":
+            torch.cuda.set_rng_state_all(cuda_rng)
+        eval_envs.set_attr("np_random", state["eval_env_rng"])
+        print(f"resuming {run_dir} from its checkpoint at global step {resume_step}")
+
+    stop = {}  # the signal that asked the run to stop, once one has
+
+    def request_stop(signum, frame):
+        if stop:  # a second Ctrl-C: stop now, keeping the last checkpoint
+            raise KeyboardInterrupt
+        stop["signal"] = signum
+        tqdm.write(f"{signal.Signals(signum).name}: stopping at the end of this round, with a checkpoint")
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     print(f"{run_dir}: {num_tasks} tasks ({', '.join(task_names)}), {args.num_envs} env slots, device {device}")
 
     # ---- training loop ----
     num_steps = args.total_timesteps // args.num_envs  # vector steps
-    env_steps_per_task = np.zeros(num_tasks, dtype=np.int64)
+    start_step, round_index, last_success, env_steps_per_task = (
+        state["loop"] if state else (0, 0, float("nan"), np.zeros(num_tasks, dtype=np.int64))
+    )
+    next_eval = (start_step * args.num_envs // args.eval_interval + 1) * args.eval_interval
+    next_checkpoint = (start_step * args.num_envs // args.checkpoint_interval + 1) * args.checkpoint_interval
     episode_return = np.zeros(args.num_envs)
     episode_success = np.zeros(args.num_envs, dtype=bool)
-    round_index, next_eval, last_success = 0, args.eval_interval, float("nan")
-    # task allocation: every task gets the same number of env steps (slot j runs task j when
-    # num-envs = K; otherwise the slots rotate through the tasks round by round)
-    slot_tasks = (np.arange(args.num_envs) + round_index * args.num_envs) % num_tasks
-    obs, _ = envs.reset(options={"tasks": slot_tasks})
+    logs, sps = None, 0
     start_time = time.time()
-    progress = tqdm(total=num_steps * args.num_envs, unit="step", unit_scale=True, dynamic_ncols=True)
-    for step in range(num_steps):
+    progress = tqdm(
+        initial=start_step * args.num_envs, total=num_steps * args.num_envs, unit="step", unit_scale=True, dynamic_ncols=True
+    )
+    for step in range(start_step, num_steps):
+        if step % args.max_episode_steps == 0:  # a round starts: no env is inside an episode
+            if stop or step * args.num_envs >= next_checkpoint:
+                check_finite(logs, step * args.num_envs)
+                save_checkpoint(step)
+                next_checkpoint = (step * args.num_envs // args.checkpoint_interval + 1) * args.checkpoint_interval
+            if stop:
+                break
+            # task allocation: every task gets the same number of env steps (slot j runs task j when
+            # num-envs = K; otherwise the slots rotate through the tasks round by round)
+            slot_tasks = (np.arange(args.num_envs) + round_index * args.num_envs) % num_tasks
+            # ---- LP ----
+            # The warm-up of random actions keeps the balanced rotation, so that every task's buffer
+            # has data when the updates start; from then on every slot draws its task from q.
+            if step * args.num_envs >= args.learning_starts:
+                slot_tasks = rng.choice(num_tasks, size=args.num_envs, p=sampler.q)
+            # ---- end LP ----
+            obs, _ = envs.reset(options={"tasks": slot_tasks, "goals": rng.integers(len(goals[0]), size=args.num_envs)})
+            slot_task_ids = torch.as_tensor(slot_tasks, device=device)
+            # updates wait until every task has data (after a resume without the buffer, too)
+            buffer_ready = bool((rb.size > 0).all())
         global_step = (step + 1) * args.num_envs
         if global_step <= args.learning_starts:
             actions = rng.uniform(-1, 1, (args.num_envs, act_dim)).astype(np.float32)
         else:
             actions = actor.act(obs)
+            check_finite(logs, global_step)  # free: moving the actions to the host waited for the last update
         next_obs, rewards, terminations, truncations, infos = envs.step(actions)
         episode_return += rewards
         episode_success |= infos["success"] > 0
         # Truncation at the episode limit is not a terminal state: the target bootstraps from
         # next_obs, the true last observation (autoreset is off, so it is not the next reset's).
-        rb.add(torch.as_tensor(slot_tasks, device=device), obs, actions, rewards, next_obs, terminations)
+        rb.add(slot_task_ids, obs, actions, rewards, next_obs, terminations)
 
         if truncations.any() or terminations.any():  # every slot ends its episode together: the round is over
             for slot, task in enumerate(slot_tasks):
@@ -662,17 +850,9 @@ if __name__ == "__main__":
             episode_return[:] = 0
             episode_success[:] = False
             round_index += 1
-            slot_tasks = (np.arange(args.num_envs) + round_index * args.num_envs) % num_tasks
-            # ---- LP ----
-            # The warm-up of random actions keeps the balanced rotation, so that every task's buffer
-            # has data when the updates start; from then on every slot draws its task from q.
-            if global_step >= args.learning_starts:
-                slot_tasks = rng.choice(num_tasks, size=args.num_envs, p=sampler.q)
-            # ---- end LP ----
-            next_obs, _ = envs.reset(options={"tasks": slot_tasks})
         obs = next_obs
 
-        if global_step > args.learning_starts:
+        if global_step > args.learning_starts and buffer_ready:
             logs = update(*rb.sample(args.batch_size))
             if step % 100 == 0:
                 qf_loss, actor_loss, alpha_loss, q_value = logs.tolist()
@@ -681,7 +861,7 @@ if __name__ == "__main__":
                 writer.add_scalar("losses/alpha_loss", alpha_loss, global_step)
                 writer.add_scalar("losses/qf_values", q_value, global_step)
         if step % 100 == 0:
-            sps = int(global_step / (time.time() - start_time))
+            sps = int((global_step - start_step * args.num_envs) / (time.time() - start_time))
             writer.add_scalar("charts/SPS", sps, global_step)
             progress.set_postfix(SPS=sps, eval_success=f"{last_success:.2f}")
         if global_step >= next_eval or step == num_steps - 1:
@@ -691,7 +871,13 @@ if __name__ == "__main__":
         progress.update(args.num_envs)
 
     progress.close()
-    print(f"final mean eval success rate {last_success:.3f}; outputs in {run_dir}")
+    if stop:
+        print(f"checkpoint at global step {step * args.num_envs}; resume with: python {sys.argv[0]} --resume {run_dir}")
+    else:
+        if num_steps % args.max_episode_steps == 0:  # at a round boundary: a larger --total-timesteps can go on from here
+            check_finite(logs, num_steps * args.num_envs)
+            save_checkpoint(num_steps)
+        print(f"final mean eval success rate {last_success:.3f}; outputs in {run_dir}")
     envs.close()
     eval_envs.close()
     for env in video_envs:
@@ -702,3 +888,5 @@ if __name__ == "__main__":
     writer.close()
     if args.track:
         wandb.finish()
+    if stop:
+        sys.exit(128 + stop["signal"])  # non-zero, so that a scheduler requeues a preempted job

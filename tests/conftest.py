@@ -2,6 +2,8 @@ import os
 import subprocess
 import sys
 
+import metaworld.evaluation
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,3 +28,24 @@ def run_script(script: str, *args: str, cwd: str, timeout: int = 600) -> subproc
 @pytest.fixture
 def workdir(tmp_path):
     return str(tmp_path)
+
+
+def random_policy_success(args, num_episodes: int) -> float:
+    """Meta-World's evaluation, on the eval envs a script builds for `args`, of uniformly random actions."""
+    from uniform_sac import load_goals, make_envs
+
+    envs, eval_envs = make_envs(args, *load_goals(args))
+    envs.close()
+    rng = np.random.default_rng(0)
+
+    class RandomAgent:
+        def eval_action(self, obs):
+            return rng.uniform(-1, 1, (len(obs), 4))
+
+        def reset(self, env_mask):
+            pass
+
+    try:
+        return metaworld.evaluation.evaluation(RandomAgent(), eval_envs, num_episodes=num_episodes)[0]
+    finally:
+        eval_envs.close()

@@ -1,0 +1,107 @@
+"""Runs that survive: exact resume after SIGKILL, SIGTERM, argument checks, non-finite losses."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, TINY, run_script
+
+RUN = ["--tasks", "reach-v3", "push-v3", "--total-timesteps", "3000", "--checkpoint-interval", "1000", *TINY]
+
+
+def start(script, *args, cwd):
+    return subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, script), *args], cwd=cwd, env={**os.environ, "WANDB_MODE": "disabled"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_for_checkpoint(run_dir, proc, timeout=120):
+    deadline = time.time() + timeout
+    while not os.path.exists(os.path.join(run_dir, "checkpoint.pt")):
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.time() < deadline
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("script, files", [
+    ("uniform_sac.py", ["eval.csv", "episodes.csv"]),
+    ("drats_sac.py", ["eval.csv", "episodes.csv", "sampler.csv"]),
+])  # fmt: skip
+def test_a_run_killed_after_a_checkpoint_resumes_into_the_uninterrupted_run(workdir, script, files):
+    extra = ["--drats-window", "100"] if script == "drats_sac.py" else []
+    whole = run_script(script, *RUN, *extra, "--torch-deterministic", "--run-name", "whole", cwd=workdir)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    proc = start(script, *RUN, *extra, "--torch-deterministic", "--run-name", "cut", cwd=workdir)
+    run_dir = os.path.join(workdir, "runs", "cut")
+    wait_for_checkpoint(run_dir, proc)
+    time.sleep(1.0)  # let it write rows past the checkpoint: the resume must drop them
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = run_script(script, "--resume", run_dir, cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming" in resumed.stdout
+    for name in files:
+        with open(os.path.join(workdir, "runs", "whole", name), "rb") as a, open(os.path.join(run_dir, name), "rb") as b:
+            assert a.read() == b.read(), name
+
+
+def test_sigterm_leaves_a_checkpoint_from_which_the_run_finishes(workdir):
+    proc = start("drats_sac.py", *RUN, "--drats-window", "100", "--run-name", "pre", cwd=workdir)
+    run_dir = os.path.join(workdir, "runs", "pre")
+    wait_for_checkpoint(run_dir, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM  # non-zero: a scheduler requeues the job
+    assert "--resume runs/pre" in out
+    assert "Traceback" not in err
+    resumed = run_script("drats_sac.py", "--resume", run_dir, cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    last = open(os.path.join(run_dir, "eval.csv")).read().splitlines()[-1]
+    assert last.startswith("3000,")
+    steps = [int(line.split(",")[0]) for line in open(os.path.join(run_dir, "episodes.csv")).read().splitlines()[1:]]
+    assert steps == sorted(steps) and len(steps) == 60  # no row lost, none twice
+
+
+def test_resume_refuses_a_changed_run_and_continues_a_longer_one(workdir):
+    done = run_script("uniform_sac.py", *RUN, "--run-name", "r", cwd=workdir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = os.path.join(workdir, "runs", "r")
+    refused = run_script("uniform_sac.py", "--resume", run_dir, "--hidden-dims", "32", "32", "--batch-size", "64", cwd=workdir)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "--hidden-dims was 64 64, now 32 32" in refused.stderr and "--batch-size was 256, now 64" in refused.stderr
+    complete = run_script("uniform_sac.py", "--resume", run_dir, cwd=workdir)
+    assert complete.returncode != 0 and "pass a larger --total-timesteps" in complete.stderr
+    longer = run_script("uniform_sac.py", "--resume", run_dir, "--total-timesteps", "4000", cwd=workdir)
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    evals = open(os.path.join(run_dir, "eval.csv")).read().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in evals][::2] == [1000, 2000, 3000, 4000]
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(workdir):
+    result = run_script(
+        "uniform_sac.py", *RUN[:-len(TINY)], *TINY, "--checkpoint-interval", "500", "--alpha-lr", "1e30", "--run-name", "nan",
+        cwd=workdir,
+    )  # fmt: skip
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: non-finite") and "at global step" in message and "is kept" in message
+    failed_at = int(message.split("at global step ")[1].split(";")[0])
+    checkpoint = torch.load(os.path.join(workdir, "runs", "nan", "checkpoint.pt"), weights_only=False)
+    assert checkpoint["loop"][0] * 2 < failed_at
+    for params in (checkpoint["actor"], checkpoint["critic"]):
+        assert all(torch.isfinite(t).all() for t in params.values())
+    assert np.isfinite(checkpoint["log_alpha"].numpy()).all()
+
+
+def test_bad_output_locations_and_resume_targets_are_refused_at_once(workdir):
+    open(os.path.join(workdir, "runs"), "w").close()  # a file where the runs folder should be
+    result = run_script("uniform_sac.py", *RUN, "--run-name", "x", cwd=workdir, timeout=120)
+    assert result.returncode != 0 and "cannot write the run's outputs" in result.stderr and "Traceback" not in result.stderr
+    result = run_script("uniform_sac.py", "--resume", os.path.join(workdir, "nowhere"), cwd=workdir, timeout=60)
+    assert result.returncode != 0 and "holds no checkpoint.pt" in result.stderr and "Traceback" not in result.stderr
