@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Start, resume or skip one run, decided when it executes, so that a sweep can be run again (or a
+# Slurm job requeued) after any interruption without losing or repeating work:
+#   bash benchmark/launch.sh <run-name> <script.py> [arguments ...]
+# - runs/<run-name> finished (its eval.csv has the final evaluation): nothing to do;
+# - runs/<run-name> has a checkpoint: `python <script.py> --resume runs/<run-name>`;
+# - runs/<run-name> exists without a checkpoint (it died before its first one): it is moved aside
+#   to runs/<run-name>.incomplete-<time>, never deleted, and the run starts again;
+# - otherwise: `python <script.py> --run-name <run-name> [arguments ...]`.
+set -euo pipefail
+if [ $# -lt 2 ]; then
+    echo "usage: bash benchmark/launch.sh <run-name> <script.py> [arguments ...]" >&2
+    exit 2
+fi
+name="$1"
+script="$2"
+shift 2
+dir="runs/$name"
+python="${PYTHON:-python}"
+if [ -f "$dir/config.json" ] && [ -f "$dir/eval.csv" ] && "$python" - "$dir" <<'PY'
+import csv, json, sys
+config = json.load(open(f"{sys.argv[1]}/config.json"))
+final = config["total_timesteps"] // config["num_envs"] * config["num_envs"]
+steps = [int(row["global_step"]) for row in csv.DictReader(open(f"{sys.argv[1]}/eval.csv")) if row.get("global_step")]
+sys.exit(0 if steps and max(steps) >= final else 1)
+PY
+then
+    echo "$dir: finished, nothing to do"
+    exit 0
+fi
+if [ -f "$dir/checkpoint.pt" ] && [ -f "$dir/config.json" ]; then
+    echo "$dir: resuming from its checkpoint"
+    exec "$python" "$script" --resume "$dir"
+fi
+if [ -e "$dir" ]; then
+    aside="$dir.incomplete-$(date +%Y%m%d-%H%M%S)"
+    echo "$dir: no checkpoint to resume from; moved to $aside, starting again"
+    mv "$dir" "$aside"
+fi
+exec "$python" "$script" --run-name "$name" "$@"

@@ -1,0 +1,423 @@
+# Turn run directories into the paper's tables and figures.
+#
+#   python benchmark/report.py --runs runs --out report
+#
+# reads runs/*/config.json, eval.csv, episodes.csv and sampler.csv (whatever a run has written so
+# far) and writes, per benchmark (MT10, MT50, or a --tasks subset):
+#   <bench>_summary.md / .csv     final mean success (mean and IQM over seeds, 95% bootstrap CIs from
+#                                 rliable), final worst-task success, env steps to 50% / 80%, seeds
+#   <bench>_per_task.md / .csv    final success per method x task (mean over seeds)
+#   <bench>_curves.png            mean and worst-task success against env steps, 95% CI bands
+#   <bench>_per_task.png          the per-task table as a heatmap
+#   <bench>_task_distribution.png the adaptive samplers' q over time (stacked areas, mean over seeds)
+#   <bench>_env_steps.png         cumulative env steps per task, every method
+# and report.md, which holds every table, links the figures and lists the runs used and skipped.
+import csv
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display needed
+import matplotlib.pyplot as plt
+import numpy as np
+import tyro
+from rliable import library as rly
+from rliable import metrics
+
+# the methods in the order the tables list them, with the names the paper uses
+METHOD_LABELS = {
+    "uniform_sac": "Uniform",
+    "drats_sac": "DRATS",
+    "lp_sac": "LP",
+    "smt_sac": "SMT",
+    "uniform_ppo": "Uniform (PPO)",
+    "drats_ppo": "DRATS (PPO)",
+}
+
+
+@dataclass
+class Args:
+    runs: tuple[str, ...] = ("runs",)
+    """folders whose subfolders are run directories (or run directories themselves)"""
+    out: str = "report"
+    """folder the tables and figures are written to (created if needed; report files in it are replaced)"""
+    env: tuple[str, ...] = ()
+    """only these benchmarks, e.g. MT10 MT50 custom6 (unset: all)"""
+    method: tuple[str, ...] = ()
+    """only these methods, by script name, e.g. drats_sac uniform_sac (unset: all)"""
+    seed: tuple[int, ...] = ()
+    """only these seeds (unset: all)"""
+    thresholds: tuple[float, ...] = (0.5, 0.8)
+    """mean success levels for the data-efficiency columns (env steps to reach each)"""
+    include_unfinished: bool = False
+    """use runs that have not reached their --total-timesteps yet (their last evaluation counts as final)"""
+    reps: int = 10_000
+    """bootstrap resamples for every confidence interval"""
+    bootstrap_seed: int = 0
+    """seed of the bootstrap, so a report is reproducible"""
+
+
+@dataclass
+class Run:
+    path: str
+    method: str
+    bench: str
+    tasks: list[str]
+    seed: int
+    config: dict
+    steps: np.ndarray  # evaluation steps, ascending
+    success: np.ndarray  # (evaluations, tasks) success rate
+    episodes: dict = field(default_factory=dict)  # task -> (global_step array) of finished training episodes
+    sampler: dict = field(default_factory=dict)  # global_step -> q (tasks,), from sampler.csv
+
+
+class Skip(Exception):
+    """A run directory the report cannot use, with the reason."""
+
+
+def read_rows(path: str, columns: list[str]) -> list[dict]:
+    """The rows of a CSV log that are complete, checked for the header the scripts write."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or not set(columns) <= set(reader.fieldnames):
+            raise Skip(f"{os.path.basename(path)} lacks the columns {','.join(columns)}")
+        return [row for row in reader if all(row.get(c) not in (None, "") for c in columns)]
+
+
+def load_run(path: str, include_unfinished: bool) -> Run:
+    config_path = os.path.join(path, "config.json")
+    if not os.path.exists(config_path):
+        raise Skip("no config.json (not a run directory)")
+    try:
+        with open(config_path) as f:
+            config = json.load(f)
+        method, tasks, seed = config["exp_name"], list(config["task_names"]), int(config["seed"])
+        final_step = config["total_timesteps"] // config["num_envs"] * config["num_envs"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise Skip(f"unreadable config.json ({type(error).__name__}: {error})")
+    bench = f"custom{len(tasks)}" if config.get("tasks") else config["env_id"]
+    eval_path = os.path.join(path, "eval.csv")
+    if not os.path.exists(eval_path):
+        raise Skip("no eval.csv yet")
+    try:
+        rows = read_rows(eval_path, ["global_step", "task", "success_rate"])
+        by_step: dict[int, dict[str, float]] = {}
+        for row in rows:
+            by_step.setdefault(int(row["global_step"]), {})[row["task"]] = float(row["success_rate"])
+    except (OSError, ValueError) as error:
+        raise Skip(f"unreadable eval.csv ({type(error).__name__}: {error})")
+    # an evaluation that a crash cut short has rows for only some tasks: it does not count
+    steps = sorted(s for s, row in by_step.items() if set(row) == set(tasks))
+    if not steps:
+        raise Skip("no complete evaluation yet")
+    if steps[-1] < final_step and not include_unfinished:
+        raise Skip(f"unfinished (last evaluation at {steps[-1]:,} of {final_step:,} env steps; see --include-unfinished)")
+    success = np.array([[by_step[s][t] for t in tasks] for s in steps])
+    run = Run(path, method, bench, tasks, seed, config, np.array(steps), success)
+    try:  # training episodes and the sampler's q are extras: a figure goes without them, the tables do not need them
+        episodes = read_rows(os.path.join(path, "episodes.csv"), ["global_step", "task"])
+        for task in tasks:
+            run.episodes[task] = np.array([int(r["global_step"]) for r in episodes if r["task"] == task], dtype=np.int64)
+    except (OSError, ValueError, Skip):
+        run.episodes = {}
+    try:
+        for row in read_rows(os.path.join(path, "sampler.csv"), ["global_step", "task", "prob"]):
+            q = run.sampler.setdefault(int(row["global_step"]), np.full(len(tasks), np.nan))
+            if row["task"] in tasks:
+                q[tasks.index(row["task"])] = float(row["prob"])
+        run.sampler = {s: q for s, q in run.sampler.items() if np.isfinite(q).all()}
+    except (OSError, ValueError, Skip):
+        run.sampler = {}
+    return run
+
+
+def find_run_dirs(roots: tuple[str, ...]) -> list[str]:
+    dirs = []
+    for root in roots:
+        if not os.path.isdir(root):
+            sys.exit(f"error: --runs: {root} is not a folder")
+        if os.path.exists(os.path.join(root, "config.json")):
+            dirs.append(root)
+        else:
+            dirs += [os.path.join(root, d) for d in sorted(os.listdir(root)) if os.path.isdir(os.path.join(root, d))]
+    return dirs
+
+
+def method_order(methods) -> list[str]:
+    known = [m for m in METHOD_LABELS if m in methods]
+    return known + sorted(m for m in methods if m not in METHOD_LABELS)
+
+
+def label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
+
+
+def interval(scores_by_method: dict[str, np.ndarray], func, args: Args):
+    """rliable's percentile bootstrap over seeds: point estimates and (2, ...) 95% intervals."""
+    np.random.seed(args.bootstrap_seed)  # rliable draws its resamples from NumPy's global generator
+    return rly.get_interval_estimates(scores_by_method, func, reps=args.reps)
+
+
+def steps_to_reach(steps: np.ndarray, curve: np.ndarray, level: float) -> float:
+    """The first evaluation step at which the curve is at or above level (nan if never)."""
+    hit = np.flatnonzero(curve >= level - 1e-9)
+    return float(steps[hit[0]]) if len(hit) else math.nan
+
+
+def common_grid(runs: list[Run]) -> np.ndarray:
+    """Evaluation steps that every run of the benchmark reached, on the union of their schedules."""
+    last = min(r.steps[-1] for r in runs)
+    return np.unique(np.concatenate([r.steps[r.steps <= last] for r in runs]))
+
+
+def seeds(n: int) -> str:
+    return f"{n} seed" + ("" if n == 1 else "s")
+
+
+def fmt_ci(point: float, low: float, high: float) -> str:
+    return f"{point:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def fmt_steps(values: list[float]) -> str:
+    reached = [v for v in values if not math.isnan(v)]
+    if not reached:
+        return f"not reached (0/{len(values)})"
+    return f"{np.mean(reached) / 1e3:,.0f}k ({len(reached)}/{len(values)})"
+
+
+def summarize(bench: str, runs: list[Run], args: Args, out: str) -> tuple[str, list[str]]:
+    """The tables and figures of one benchmark; returns its Markdown section and the figure files."""
+    methods = method_order({r.method for r in runs})
+    tasks = runs[0].tasks
+    by_method = {m: sorted((r for r in runs if r.method == m), key=lambda r: r.seed) for m in methods}
+    final = {m: np.array([r.success[-1] for r in rs]) for m, rs in by_method.items()}  # (seeds, tasks)
+    mean_per_seed = {m: s.mean(axis=1, keepdims=True) for m, s in final.items()}  # (seeds, 1)
+    worst_per_seed = {m: s.min(axis=1, keepdims=True) for m, s in final.items()}
+    mean_point, mean_ci = interval(mean_per_seed, lambda x: np.array([metrics.aggregate_mean(x)]), args)
+    iqm_point, iqm_ci = interval(mean_per_seed, lambda x: np.array([metrics.aggregate_iqm(x)]), args)
+    worst_point, worst_ci = interval(worst_per_seed, lambda x: np.array([metrics.aggregate_mean(x)]), args)
+
+    header = ["method", "seeds", "final_mean_success", "final_mean_success_ci_low", "final_mean_success_ci_high",
+              "final_iqm_success", "final_iqm_success_ci_low", "final_iqm_success_ci_high",
+              "final_worst_task_success", "final_worst_task_success_ci_low", "final_worst_task_success_ci_high"]  # fmt: skip
+    for level in args.thresholds:
+        header += [f"steps_to_{level:g}", f"seeds_reaching_{level:g}"]
+    md = ["| method | seeds | final mean success [95% CI] | IQM over seeds [95% CI] | worst-task success [95% CI] | "
+          + " | ".join(f"env steps to {level:.0%}" for level in args.thresholds) + " |",
+          "|---" * (5 + len(args.thresholds)) + "|"]  # fmt: skip
+    rows = []
+    for m in methods:
+        reach = {level: [steps_to_reach(r.steps, r.success.mean(axis=1), level) for r in by_method[m]] for level in args.thresholds}
+        row = [m, len(by_method[m]), mean_point[m][0], *mean_ci[m][:, 0], iqm_point[m][0], *iqm_ci[m][:, 0],
+               worst_point[m][0], *worst_ci[m][:, 0]]  # fmt: skip
+        for level in args.thresholds:
+            reached = [v for v in reach[level] if not math.isnan(v)]
+            row += [float(np.mean(reached)) if reached else "", len(reached)]
+        rows.append(row)
+        md.append(
+            f"| {label(m)} | {len(by_method[m])} | {fmt_ci(mean_point[m][0], *mean_ci[m][:, 0])} | "
+            f"{fmt_ci(iqm_point[m][0], *iqm_ci[m][:, 0])} | {fmt_ci(worst_point[m][0], *worst_ci[m][:, 0])} | "
+            + " | ".join(fmt_steps(reach[level]) for level in args.thresholds)
+            + " |"
+        )
+    write_csv(os.path.join(out, f"{bench}_summary.csv"), header, rows)
+    with open(os.path.join(out, f"{bench}_summary.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+
+    per_task = np.array([final[m].mean(axis=0) for m in methods])  # (methods, tasks)
+    write_csv(os.path.join(out, f"{bench}_per_task.csv"), ["method", *tasks], [[m, *v] for m, v in zip(methods, per_task)])
+    task_md = ["| method | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    task_md += [f"| {label(m)} | " + " | ".join(f"{v:.2f}" for v in values) + " |" for m, values in zip(methods, per_task)]
+    with open(os.path.join(out, f"{bench}_per_task.md"), "w") as f:
+        f.write("\n".join(task_md) + "\n")
+
+    figures = [
+        plot_curves(bench, by_method, args, out),
+        plot_heatmap(bench, methods, tasks, per_task, out),
+        plot_task_distribution(bench, by_method, tasks, out),
+        plot_env_steps(bench, by_method, tasks, out),
+    ]
+    figures = [f for f in figures if f]
+    n_seeds = ", ".join(f"{label(m)} {len(rs)}" for m, rs in by_method.items())
+    budgets = sorted({r.steps[-1] for r in runs})
+    section = [
+        f"## {bench}",
+        "",
+        f"Tasks ({len(tasks)}): {', '.join(tasks)}. Seeds: {n_seeds}. Final evaluation at "
+        + " / ".join(f"{b:,}" for b in budgets) + " env steps. Success rates are Meta-World's evaluation "
+        "(success at any step of an episode), final = the last evaluation of each run; mean and IQM are over "
+        "seeds of the per-seed mean over tasks, with 95% percentile-bootstrap intervals over seeds (rliable); "
+        "env steps to a level: mean over the seeds whose mean success reached it, (seeds reaching / seeds).",
+        "",
+        *md,
+        "",
+        "Final success per task (mean over seeds):",
+        "",
+        *task_md,
+        "",
+        *[f"![{name}]({name})" for name in figures],
+        "",
+    ]  # fmt: skip
+    return "\n".join(section), figures
+
+
+def write_csv(path: str, header: list[str], rows: list[list]):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def plot_curves(bench: str, by_method: dict[str, list[Run]], args: Args, out: str) -> str:
+    runs = [r for rs in by_method.values() for r in rs]
+    grid = common_grid(runs)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True, sharey=True)
+    for ax, (name, reduce) in zip(axes, [("mean success", np.mean), ("worst-task success", np.min)]):
+        curves = {
+            m: np.array([np.interp(grid, r.steps, reduce(r.success, axis=1)) for r in rs])[:, None, :] for m, rs in by_method.items()
+        }  # (seeds, 1, points): the bootstrap resamples seeds
+        point, ci = interval(curves, lambda x: x[:, 0, :].mean(axis=0), args)
+        for m in by_method:
+            line = ax.plot(grid, point[m], label=f"{label(m)} ({seeds(len(by_method[m]))})")[0]
+            ax.fill_between(grid, ci[m][0], ci[m][1], alpha=0.2, color=line.get_color(), linewidth=0)
+        ax.set_title(f"{bench}: {name}")
+        ax.set_xlabel("env steps")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("success rate (mean over seeds, 95% CI)")
+    axes[0].set_ylim(-0.02, 1.02)
+    axes[0].legend(loc="upper left", fontsize=8)
+    return save(fig, out, f"{bench}_curves.png")
+
+
+def plot_heatmap(bench: str, methods: list[str], tasks: list[str], per_task: np.ndarray, out: str) -> str:
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(tasks) + 2), 0.5 * len(methods) + 2))
+    image = ax.imshow(per_task, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(tasks)), tasks, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(methods)), [label(m) for m in methods])
+    if len(tasks) <= 20:
+        for (i, j), value in np.ndenumerate(per_task):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value < 0.6 else "black")
+    fig.colorbar(image, ax=ax, label="final success rate (mean over seeds)")
+    ax.set_title(f"{bench}: final success per task")
+    return save(fig, out, f"{bench}_per_task.png")
+
+
+def plot_task_distribution(bench: str, by_method: dict[str, list[Run]], tasks: list[str], out: str) -> str | None:
+    adaptive = {m: [r for r in rs if len(r.sampler) > 1] for m, rs in by_method.items()}
+    adaptive = {m: rs for m, rs in adaptive.items() if rs}
+    if not adaptive:
+        return None
+    fig, axes = plt.subplots(1, len(adaptive), figsize=(5 * len(adaptive) + 2, 4), squeeze=False, sharey=True)
+    colors = plt.get_cmap("tab20" if len(tasks) > 10 else "tab10")(np.arange(len(tasks)) % 20)
+    for ax, (m, rs) in zip(axes[0], adaptive.items()):
+        last = min(max(r.sampler) for r in rs)
+        grid = np.unique([s for r in rs for s in r.sampler if s <= last])
+        # q is a step function between sampler updates: hold each run's last q, then average over seeds
+        q = np.mean([held(r.sampler, grid) for r in rs], axis=0)
+        ax.stackplot(grid, q.T, labels=tasks, colors=colors, step="post")
+        ax.set_title(f"{label(m)}: task distribution q ({seeds(len(rs))})")
+        ax.set_xlabel("env steps")
+        ax.set_xlim(grid[0], grid[-1])
+    axes[0][0].set_ylabel("sampling probability (mean over seeds)")
+    axes[0][0].set_ylim(0, 1)
+    axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
+    return save(fig, out, f"{bench}_task_distribution.png")
+
+
+def held(sampler: dict, grid: np.ndarray) -> np.ndarray:
+    steps = np.array(sorted(sampler))
+    index = np.searchsorted(steps, grid, side="right") - 1
+    return np.array([sampler[steps[i]] for i in index])
+
+
+def plot_env_steps(bench: str, by_method: dict[str, list[Run]], tasks: list[str], out: str) -> str | None:
+    with_episodes = {m: [r for r in rs if r.episodes] for m, rs in by_method.items()}
+    with_episodes = {m: rs for m, rs in with_episodes.items() if rs}
+    if not with_episodes:
+        return None
+    fig, axes = plt.subplots(1, len(with_episodes), figsize=(4 * len(with_episodes) + 2, 4), squeeze=False, sharey=True)
+    colors = plt.get_cmap("tab20" if len(tasks) > 10 else "tab10")(np.arange(len(tasks)) % 20)
+    for ax, (m, rs) in zip(axes[0], with_episodes.items()):
+        grid = np.linspace(0, min(r.steps[-1] for r in rs), 200)
+        for t, task in enumerate(tasks):
+            # every training episode is max-episode-steps env steps of its task
+            cumulative = [np.searchsorted(r.episodes[task], grid, side="right") * r.config["max_episode_steps"] for r in rs]
+            ax.plot(grid, np.mean(cumulative, axis=0), color=colors[t], label=task)
+        ax.set_title(f"{label(m)} ({seeds(len(rs))})")
+        ax.set_xlabel("env steps, all tasks")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("env steps of the task (mean over seeds)")
+    axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
+    return save(fig, out, f"{bench}_env_steps.png")
+
+
+def save(fig, out: str, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, name), dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return name
+
+
+def main(args: Args):
+    if not args.thresholds or not all(0 < level <= 1 for level in args.thresholds):
+        sys.exit("error: --thresholds must be success levels in (0, 1]")
+    if args.reps < 100:
+        sys.exit(f"error: --reps must be at least 100 bootstrap resamples, got {args.reps}")
+    groups: dict[tuple, list[Run]] = {}  # (benchmark, task list) -> runs
+    skipped: list[tuple[str, str]] = []
+    for path in find_run_dirs(args.runs):
+        try:
+            run = load_run(path, args.include_unfinished)
+        except Skip as why:
+            skipped.append((path, str(why)))
+            continue
+        reasons = []
+        if args.env and run.bench not in args.env:
+            reasons.append(f"--env {' '.join(args.env)}")
+        if args.method and run.method not in args.method:
+            reasons.append(f"--method {' '.join(args.method)}")
+        if args.seed and run.seed not in args.seed:
+            reasons.append(f"--seed {' '.join(map(str, args.seed))}")
+        if reasons:
+            skipped.append((path, f"filtered out by {', '.join(reasons)}"))
+            continue
+        # one benchmark is one task list; two different subsets of the same size are reported apart
+        group = groups.setdefault((run.bench, tuple(run.tasks)), [])
+        twin = [r for r in group if (r.method, r.seed) == (run.method, run.seed)]
+        if twin:
+            skipped.append((path, f"a second run of {run.method} seed {run.seed} ({twin[0].path} is used)"))
+        else:
+            group.append(run)
+    names = {}
+    for bench, tasks in groups:
+        names[(bench, tasks)] = bench if sum(b == bench for b, _ in groups) == 1 else f"{bench}-{len(names) + 1}"
+
+    print(f"{sum(map(len, groups.values()))} runs used, {len(skipped)} skipped")
+    for path, why in skipped:
+        print(f"  skipped {path}: {why}")
+    if not groups:
+        sys.exit(f"error: no finished run to report in {', '.join(args.runs)}" + ("" if skipped else " (no run directories)"))
+    os.makedirs(args.out, exist_ok=True)
+    sections = []
+    for key, runs in sorted(groups.items()):
+        section, figures = summarize(names[key], runs, args, args.out)
+        sections.append(section)
+        print(f"{names[key]}: {len(runs)} runs -> {', '.join(figures)}")
+        with open(os.path.join(args.out, f"{names[key]}_summary.md")) as f:
+            print(f.read())
+    runs_md = ["## Runs", "", "Used:", ""]
+    runs_md += [f"- `{r.path}`: {r.method}, seed {r.seed}, {r.bench}, last evaluation at {r.steps[-1]:,} env steps"
+                for rs in groups.values() for r in sorted(rs, key=lambda r: (r.method, r.seed))]  # fmt: skip
+    if skipped:
+        runs_md += ["", "Skipped:", ""] + [f"- `{path}`: {why}" for path, why in skipped]
+    with open(os.path.join(args.out, "report.md"), "w") as f:
+        f.write("# Report\n\n" + "\n".join(sections) + "\n" + "\n".join(runs_md) + "\n")
+    print(f"report written to {os.path.join(args.out, 'report.md')}")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

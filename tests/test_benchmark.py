@@ -1,0 +1,261 @@
+"""benchmark/: report.py on synthetic run folders with known answers, partial and broken runs; the
+sweep scripts' DRY_RUN output; launch.sh's start / resume / skip decision."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPORT = os.path.join(ROOT, "benchmark", "report.py")
+TASKS = ["reach-v3", "push-v3"]
+TOTAL = 6000
+
+
+def make_run(root, name, method, seed, success_at, total=TOTAL, last=TOTAL, tasks=TASKS, sampler=None, episodes=True):
+    """A run folder as the scripts write it, evaluated every 1000 env steps up to last (of total).
+    success_at(step) -> per-task success rates."""
+    run = os.path.join(root, name)
+    os.makedirs(run)
+    config = {"exp_name": method, "env_id": "MT10", "tasks": tasks, "task_names": tasks, "seed": seed,
+              "total_timesteps": total, "num_envs": len(tasks), "max_episode_steps": 100}  # fmt: skip
+    with open(os.path.join(run, "config.json"), "w") as f:
+        json.dump(config, f)
+    with open(os.path.join(run, "eval.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["global_step", "task", "success_rate", "mean_return"])
+        for step in range(1000, last + 1, 1000):
+            for task, value in zip(tasks, success_at(step)):
+                writer.writerow([step, task, value, 100 * value])
+    if episodes:  # task 0 gets three episodes per round, task 1 one: 300 and 100 env steps per 400
+        with open(os.path.join(run, "episodes.csv"), "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["global_step", "task", "episodic_return", "success"])
+            for step in range(100, last + 1, 100):
+                writer.writerow([step, tasks[0] if step % 400 else tasks[1], 1.0, 0])
+    if sampler:
+        with open(os.path.join(run, "sampler.csv"), "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["global_step", "task", "prob", "gap", "target", "window_return", "window_episodes"])
+            for step, q in sampler:
+                for task, p in zip(tasks, q):
+                    writer.writerow([step, task, p, 0.5, 1000, 10, 3])
+    return run
+
+
+def run_report(*args, check=True):
+    result = subprocess.run([sys.executable, REPORT, "--reps", "500", *args], check=False, capture_output=True, text=True)
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def read_summary(out, bench="custom2"):
+    with open(os.path.join(out, f"{bench}_summary.csv")) as f:
+        return {row["method"]: row for row in csv.DictReader(f)}
+
+
+def test_known_step_functions(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in (1, 2, 3):
+        # uniform: both tasks jump from 0 to 1 at 1000 x seed -> mean 1 from there; 50% and 80% at 1000 x seed
+        make_run(runs, f"u{seed}", "uniform_sac", seed, lambda s, seed=seed: [float(s >= 1000 * seed)] * 2)
+        # drats: task 0 at 0.8 from 2000, task 1 at 0.4 from 4000 -> final mean 0.6, worst 0.4, 50% at 4000, never 80%
+        make_run(runs, f"d{seed}", "drats_sac", seed, lambda s: [0.8 * (s >= 2000), 0.4 * (s >= 4000)],
+                 sampler=[(0, [0.5, 0.5]), (2000, [0.2, 0.8]), (4000, [0.1, 0.9])])  # fmt: skip
+    out = tmp_path / "report"
+    result = run_report("--runs", str(runs), "--out", str(out))
+    assert "6 runs used, 0 skipped" in result.stdout
+    rows = read_summary(out)
+    uniform, drats = rows["uniform_sac"], rows["drats_sac"]
+    assert float(uniform["final_mean_success"]) == pytest.approx(1.0)
+    assert float(uniform["steps_to_0.5"]) == pytest.approx(2000)  # mean of 1000, 2000, 3000
+    assert float(uniform["steps_to_0.8"]) == pytest.approx(2000)
+    assert uniform["seeds_reaching_0.8"] == "3" and uniform["seeds"] == "3"
+    assert float(drats["final_mean_success"]) == pytest.approx(0.6)
+    assert float(drats["final_iqm_success"]) == pytest.approx(0.6)
+    assert float(drats["final_worst_task_success"]) == pytest.approx(0.4)
+    assert float(drats["steps_to_0.5"]) == pytest.approx(4000)
+    assert drats["steps_to_0.8"] == "" and drats["seeds_reaching_0.8"] == "0"
+    # identical seeds: the bootstrap interval collapses onto the point
+    assert float(drats["final_mean_success_ci_low"]) == pytest.approx(0.6)
+    assert float(drats["final_mean_success_ci_high"]) == pytest.approx(0.6)
+    with open(out / "custom2_per_task.csv") as f:
+        per_task = {row["method"]: row for row in csv.DictReader(f)}
+    assert float(per_task["drats_sac"]["push-v3"]) == pytest.approx(0.4)
+    assert float(per_task["uniform_sac"]["reach-v3"]) == pytest.approx(1.0)
+    for figure in ["curves", "per_task", "task_distribution", "env_steps"]:
+        assert (out / f"custom2_{figure}.png").stat().st_size > 10_000, figure
+    report = (out / "report.md").read_text()
+    assert "| DRATS | 3 | 0.600 [0.600, 0.600]" in report
+    assert "not reached (0/3)" in report
+    assert "![custom2_curves.png](custom2_curves.png)" in report
+
+
+def test_bootstrap_interval_spans_the_seeds(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, value in [(1, 0.2), (2, 0.5), (3, 0.8), (4, 0.5)]:
+        make_run(runs, f"r{seed}", "uniform_sac", seed, lambda s, value=value: [value, value])
+    out = tmp_path / "out"
+    run_report("--runs", str(runs), "--out", str(out))
+    row = read_summary(out)["uniform_sac"]
+    low, point, high = (float(row[k]) for k in ["final_mean_success_ci_low", "final_mean_success", "final_mean_success_ci_high"])
+    assert point == pytest.approx(0.5)
+    assert 0.2 <= low < point < high <= 0.8
+    # reproducible: the same command gives the same interval
+    run_report("--runs", str(runs), "--out", str(tmp_path / "again"))
+    assert read_summary(tmp_path / "again")["uniform_sac"] == row
+
+
+def test_partial_and_broken_runs_are_skipped_with_reasons(tmp_path):
+    runs = tmp_path / "runs"
+    make_run(runs, "good", "uniform_sac", 1, lambda s: [1.0, 0.0])
+    make_run(runs, "unfinished", "uniform_sac", 2, lambda s: [1.0, 0.0], total=TOTAL * 2)
+    make_run(runs, "twin", "uniform_sac", 1, lambda s: [0.0, 0.0])
+    os.makedirs(runs / "no-config")
+    (runs / "no-config" / "eval.csv").write_text("global_step,task,success_rate,mean_return\n")
+    bad_json = make_run(runs, "bad-json", "uniform_sac", 3, lambda s: [1.0, 1.0])
+    with open(os.path.join(bad_json, "config.json"), "w") as f:
+        f.write('{"exp_name": "uniform_sac", "se')  # cut off mid-write
+    no_eval = make_run(runs, "no-eval", "uniform_sac", 4, lambda s: [1.0, 1.0])
+    os.remove(os.path.join(no_eval, "eval.csv"))
+    header_only = make_run(runs, "header-only", "uniform_sac", 5, lambda s: [1.0, 1.0])
+    with open(os.path.join(header_only, "eval.csv"), "w") as f:
+        f.write("global_step,task,success_rate,mean_return\n")
+    garbage = make_run(runs, "garbage", "uniform_sac", 6, lambda s: [1.0, 1.0])
+    with open(os.path.join(garbage, "eval.csv"), "a") as f:
+        f.write("6000,reach-v3,lots,1\n")
+    # a crash during the final evaluation: its rows for some tasks only; the run counts as unfinished
+    cut = make_run(runs, "cut", "uniform_sac", 7, lambda s: [1.0, 1.0], total=TOTAL + 1000)
+    with open(os.path.join(cut, "eval.csv"), "a") as f:
+        f.write("7000,reach-v3,1.0,100\n")
+    wrong_columns = make_run(runs, "wrong-columns", "uniform_sac", 8, lambda s: [1.0, 1.0])
+    with open(os.path.join(wrong_columns, "eval.csv"), "w") as f:
+        f.write("step,name,value\n1,2,3\n")
+    out = tmp_path / "out"
+    result = run_report("--runs", str(runs), "--out", str(out))
+    assert "1 runs used, 9 skipped" in result.stdout
+    reasons = {
+        line.split(": ", 1)[0].rsplit("/", 1)[-1]: line.split(": ", 1)[1] for line in result.stdout.splitlines() if "skipped " in line
+    }
+    assert reasons["unfinished"].startswith("unfinished (last evaluation at 6,000 of 12,000 env steps")
+    assert reasons["cut"].startswith("unfinished (last evaluation at 6,000 of 7,000")
+    assert "a second run of uniform_sac seed 1" in reasons["twin"]
+    assert reasons["no-config"] == "no config.json (not a run directory)"
+    assert reasons["bad-json"].startswith("unreadable config.json")
+    assert reasons["no-eval"] == "no eval.csv yet"
+    assert reasons["header-only"] == "no complete evaluation yet"
+    assert reasons["garbage"].startswith("unreadable eval.csv")
+    assert reasons["wrong-columns"].startswith("eval.csv lacks the columns")
+    assert float(read_summary(out)["uniform_sac"]["final_mean_success"]) == pytest.approx(0.5)
+    assert "Skipped:" in (out / "report.md").read_text()
+
+    # the unfinished runs join with --include-unfinished, their last complete evaluation as final
+    result = run_report("--runs", str(runs), "--out", str(out), "--include-unfinished")
+    assert "3 runs used" in result.stdout
+    assert read_summary(out)["uniform_sac"]["seeds"] == "3"
+
+
+def test_filters_and_nothing_to_report(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in (1, 2):
+        make_run(runs, f"u{seed}", "uniform_sac", seed, lambda s: [1.0, 1.0], episodes=False)
+        make_run(runs, f"d{seed}", "drats_sac", seed, lambda s: [0.0, 1.0], episodes=False)
+    out = tmp_path / "out"
+    result = run_report("--runs", str(runs), "--out", str(out), "--method", "drats_sac", "--seed", "2")
+    assert "1 runs used, 3 skipped" in result.stdout
+    assert "filtered out by --method drats_sac" in result.stdout
+    assert list(read_summary(out)) == ["drats_sac"]
+    assert not (out / "custom2_env_steps.png").exists()  # no episodes.csv: that figure is left out, not faked
+    result = run_report("--runs", str(runs), "--out", str(out), "--env", "MT50", check=False)
+    assert result.returncode != 0
+    assert "error: no finished run to report" in result.stderr and "Traceback" not in result.stderr
+    result = run_report("--runs", str(tmp_path / "missing"), check=False)
+    assert result.returncode != 0 and "error: --runs" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_different_task_lists_are_reported_apart(tmp_path):
+    runs = tmp_path / "runs"
+    make_run(runs, "a", "uniform_sac", 1, lambda s: [1.0, 1.0])
+    make_run(runs, "b", "uniform_sac", 1, lambda s: [0.0, 0.0], tasks=["reach-v3", "pick-place-v3"])
+    out = tmp_path / "out"
+    result = run_report("--runs", str(runs), "--out", str(out))
+    assert "2 runs used, 0 skipped" in result.stdout
+    finals = sorted(float(read_summary(out, b)["uniform_sac"]["final_mean_success"]) for b in ["custom2-1", "custom2-2"])
+    assert finals == [0.0, 1.0]
+
+
+def sweep(script, **env):
+    return subprocess.run(["bash", os.path.join(ROOT, "benchmark", script)], check=False, capture_output=True,
+                          text=True, env={**os.environ, "DRY_RUN": "1", **env})  # fmt: skip
+
+
+def dry_run(script, **env):
+    result = sweep(script, **env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+@pytest.mark.parametrize("script,bench", [("mt10.sh", "MT10"), ("mt50.sh", "MT50")])
+def test_sweep_dry_run_is_the_cross_product(script, bench):
+    lines = dry_run(script)
+    methods = ["uniform_sac", "drats_sac", "lp_sac", "smt_sac"]
+    if os.path.exists(os.path.join(ROOT, "baselines", "drats_ppo.py")):
+        methods += ["uniform_ppo", "drats_ppo"]
+    expected = {(m, s) for m in methods for s in range(1, 11)}
+    got = []
+    for line in lines:
+        words = line.split()
+        assert words[:2] == ["bash", "benchmark/launch.sh"]
+        b, method, seed = words[2].split("__")
+        assert b == bench and words[words.index("--seed") + 1] == seed
+        assert words[words.index("--env-id") + 1] == bench and "--track" in words
+        assert os.path.exists(os.path.join(ROOT, words[3])) and os.path.basename(words[3]) == method + ".py"
+        got.append((method, int(seed)))
+    assert sorted(got) == sorted(expected) and len(got) == len(expected)
+
+    lines = dry_run(script, SEEDS="3 7", METHODS="drats_sac smt_sac", EXTRA="--total-timesteps 1000")
+    assert [line.split()[2] for line in lines] == [f"{bench}__{m}__{s}" for s in (3, 7) for m in ["drats_sac", "smt_sac"]]
+    assert all(line.endswith("--total-timesteps 1000") for line in lines)
+
+
+def test_sweep_rejects_bad_settings():
+    for env, message in [({"METHODS": "sac"}, "METHODS: unknown method sac"), ({"SEEDS": "1 x"}, "SEEDS"),
+                         ({"WORKERS": "0"}, "WORKERS")]:  # fmt: skip
+        result = sweep("mt10.sh", **env)
+        assert result.returncode != 0 and message in result.stderr
+
+
+def test_launch_starts_resumes_or_skips(tmp_path):
+    # a stand-in for a training script: it records its arguments
+    script = tmp_path / "fake.py"
+    script.write_text("import sys; open('called.txt', 'a').write(' '.join(sys.argv[1:]) + '\\n')\n")
+    launch = ["bash", os.path.join(ROOT, "benchmark", "launch.sh")]
+    env = {**os.environ, "PYTHON": sys.executable}
+
+    def launch_run(name):
+        result = subprocess.run(
+            [*launch, name, str(script), "--seed", "1"], check=False, cwd=tmp_path, capture_output=True, text=True, env=env
+        )
+        assert result.returncode == 0, result.stderr
+        called = (tmp_path / "called.txt").read_text().splitlines() if (tmp_path / "called.txt").exists() else []
+        (tmp_path / "called.txt").unlink(missing_ok=True)
+        return result.stdout, called
+
+    assert launch_run("fresh")[1] == ["--run-name fresh --seed 1"]
+    make_run(tmp_path / "runs", "halfway", "uniform_sac", 1, lambda s: [0.0, 0.0], total=TOTAL * 2)
+    (tmp_path / "runs" / "halfway" / "checkpoint.pt").write_bytes(b"x")
+    assert launch_run("halfway")[1] == ["--resume runs/halfway"]
+    make_run(tmp_path / "runs", "done", "uniform_sac", 1, lambda s: [0.0, 0.0])
+    (tmp_path / "runs" / "done" / "checkpoint.pt").write_bytes(b"x")
+    stdout, called = launch_run("done")
+    assert called == [] and "finished, nothing to do" in stdout
+    os.makedirs(tmp_path / "runs" / "early")
+    (tmp_path / "runs" / "early" / "eval.csv").write_text("keep me")
+    stdout, called = launch_run("early")
+    assert called == ["--run-name early --seed 1"] and "moved to runs/early.incomplete-" in stdout
+    aside = [d for d in os.listdir(tmp_path / "runs") if d.startswith("early.incomplete-")]
+    assert len(aside) == 1 and (tmp_path / "runs" / aside[0] / "eval.csv").read_text() == "keep me"
