@@ -234,16 +234,19 @@ def open_csv(path: str, header: list[str], resume_step: int | None):
     """A CSV log to append to. A new run writes the header. A resumed run keeps only the complete rows
     up to its checkpoint's step: the rows written after it will be written again."""
     if resume_step is not None:
-        with open(path, newline="") as f:
-            lines = f.readlines()
-        kept = lines[:1] + [line for line in lines[1:] if line.endswith("\n") and int(line.split(",")[0]) <= resume_step]
+        rows = []
+        if os.path.exists(path):
+            with open(path, newline="") as f:
+                rows = f.readlines()[1:]
         with open(path + ".tmp", "w", newline="") as f:
-            f.writelines(kept)
+            csv.writer(f).writerow(header)
+            f.writelines(row for row in rows if row.endswith("\n") and int(row.split(",")[0]) <= resume_step)
         os.replace(path + ".tmp", path)
     file = open(path, "w" if resume_step is None else "a", newline="")
     writer = csv.writer(file)
     if resume_step is None:
         writer.writerow(header)
+        file.flush()  # on disk at once: a run killed before its first row still resumes with a header
     return file, writer
 
 

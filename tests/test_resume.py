@@ -105,3 +105,19 @@ def test_bad_output_locations_and_resume_targets_are_refused_at_once(workdir):
     assert result.returncode != 0 and "cannot write the run's outputs" in result.stderr and "Traceback" not in result.stderr
     result = run_script("uniform_sac.py", "--resume", os.path.join(workdir, "nowhere"), cwd=workdir, timeout=60)
     assert result.returncode != 0 and "holds no checkpoint.pt" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_log_killed_before_its_first_row_resumes_with_its_header(tmp_path):
+    from uniform_sac import open_csv
+
+    path = str(tmp_path / "eval.csv")
+    file, _ = open_csv(path, ["global_step", "task"], None)  # the header is on disk before any row
+    with open(path) as f:
+        assert f.read() == "global_step,task\r\n"
+    file.close()
+    open(path, "w").close()  # as if the run had been killed before the header reached the disk
+    file, writer = open_csv(path, ["global_step", "task"], resume_step=100)
+    writer.writerow([200, "reach-v3"])
+    file.close()
+    with open(path) as f:
+        assert f.read() == "global_step,task\r\n200,reach-v3\r\n"

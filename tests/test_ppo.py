@@ -1,0 +1,179 @@
+"""The PPO pair in baselines/: GAE, tiny end-to-end runs, the sampler.csv of drats_ppo.py reproduced
+by the documented update, exact resume, bad input, and the pins that keep drats_ppo.py the same
+sampler as drats_sac.py on top of uniform_ppo.py."""
+
+import csv
+import json
+import os
+import signal
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, run_script
+from test_drats_e2e import strip_header, without_block
+from test_resume import start, wait_for_checkpoint
+
+sys.path.insert(0, os.path.join(ROOT, "baselines"))
+from drats_ppo import drats_update
+from uniform_ppo import Args, gae, resolve_args
+
+TASKS = ["reach-v3", "push-v3", "drawer-close-v3"]
+# 3 slots x 150 steps per rollout (three 50-step episodes), 4 rollouts
+SMALL = [
+    "--tasks", *TASKS, "--total-timesteps", "1800", "--max-episode-steps", "50", "--num-steps", "150",
+    "--hidden-dims", "32", "32", "--num-minibatches", "4", "--update-epochs", "2",
+    "--eval-interval", "900", "--eval-episodes", "1", "--no-cuda",
+]  # fmt: skip
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_gae_matches_the_textbook_recursion():
+    rng = np.random.default_rng(0)
+    episodes, steps, slots, gamma, lam = 3, 7, 2, 0.9, 0.8
+    rewards, values = rng.normal(size=(episodes, steps, slots)), rng.normal(size=(episodes, steps, slots))
+    last = rng.normal(size=(episodes, slots))
+    last[1] = 0.0  # a terminated episode: nothing after it
+    advantages, returns = gae(*(torch.tensor(x) for x in (rewards, values, last)), gamma, lam)
+    # the one-stream recursion of CleanRL's PPO over the rollout laid end to end, episode after episode
+    flat_r, flat_v = rewards.reshape(-1, slots), values.reshape(-1, slots)
+    expected, running = np.zeros_like(flat_r), np.zeros(slots)
+    for t in reversed(range(episodes * steps)):
+        episode_end = (t + 1) % steps == 0
+        next_value = last[t // steps] if episode_end else flat_v[t + 1]
+        running = flat_r[t] + gamma * next_value - flat_v[t] + (0 if episode_end else gamma * lam * running)
+        expected[t] = running
+    np.testing.assert_allclose(advantages.numpy().reshape(-1, slots), expected, rtol=1e-12)
+    np.testing.assert_allclose(returns.numpy(), advantages.numpy() + values, rtol=1e-12)
+
+
+def test_defaults_are_the_authors_settings():
+    mt10 = resolve_args(Args(env_id="MT10", run_name="x-mt10"))
+    mt50 = resolve_args(Args(env_id="MT50", run_name="x-mt50"))
+    assert (mt10.total_timesteps, mt10.eval_interval, mt10.ent_coef) == (100_000_000, 2_000_000, 0.01)
+    assert (mt50.total_timesteps, mt50.eval_interval, mt50.ent_coef) == (500_000_000, 10_000_000, 0.03)
+    assert (mt10.num_envs, mt10.num_steps, mt10.update_epochs, mt10.num_minibatches) == (10, 10_000, 16, 32)
+    assert (mt10.learning_rate, mt10.gae_lambda, mt10.clip_coef, mt10.vf_coef, mt10.target_kl) == (5e-4, 0.97, 0.2, 0.001, 0.05)
+
+
+def test_uniform_ppo_tiny_run(workdir):
+    result = run_script("baselines/uniform_ppo.py", *SMALL, "--run-name", "u", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = os.path.join(workdir, "runs", "u")
+    with open(os.path.join(run_dir, "config.json")) as f:
+        config = json.load(f)
+    assert config["exp_name"] == "uniform_ppo" and config["task_names"] == TASKS and config["ent_coef"] == 0.01
+    evals = read_csv(os.path.join(run_dir, "eval.csv"))
+    assert [(int(r["global_step"]), r["task"]) for r in evals] == [(s, t) for s in (900, 1800) for t in TASKS]
+    episodes = read_csv(os.path.join(run_dir, "episodes.csv"))
+    assert len(episodes) == 1800 // 50 and Counter(r["task"] for r in episodes) == dict.fromkeys(TASKS, 12)
+    assert all(float(r["episodic_return"]) > 0 for r in episodes)
+    assert os.path.exists(os.path.join(run_dir, "checkpoint.pt"))
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(run_dir))
+    assert not os.path.exists(os.path.join(run_dir, "sampler.csv"))
+
+
+def test_drats_ppo_sampler_csv_is_reproduced_by_the_documented_update(workdir):
+    result = run_script("baselines/drats_ppo.py", *SMALL, "--run-name", "d", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = os.path.join(workdir, "runs", "d")
+    with open(os.path.join(run_dir, "config.json")) as f:
+        config = json.load(f)
+    assert config["drats_window"] == 150 and config["drats_eps"] == pytest.approx(1 / 12)  # one rollout
+    rows = read_csv(os.path.join(run_dir, "sampler.csv"))
+    assert list(rows[0]) == ["global_step", "task", "prob", "gap", "target", "window_return", "window_episodes"]
+    steps = sorted({int(r["global_step"]) for r in rows})
+    assert steps == [0, 450, 900, 1350, 1800]  # the uniform start, then once per rollout
+    by_step = {s: [r for r in rows if int(r["global_step"]) == s] for s in steps}
+    q = np.array([float(r["prob"]) for r in by_step[0]])
+    for s in steps[1:]:
+        gap = np.array([float(r["gap"]) for r in by_step[s]])
+        target = np.array([float(r["target"]) for r in by_step[s]])
+        np.testing.assert_allclose(gap, (target - np.array([float(r["window_return"]) for r in by_step[s]])) / target)
+        q = drats_update(q, gap, config["drats_eta"], config["drats_step_size"], config["drats_eps"])
+        np.testing.assert_allclose([float(r["prob"]) for r in by_step[s]], q, rtol=1e-12, atol=0)
+        assert sum(int(r["window_episodes"]) for r in by_step[s]) == 9  # three rounds of three slots
+    assert not np.allclose(q, 1 / 3)
+    episodes = read_csv(os.path.join(run_dir, "episodes.csv"))
+    assert len(episodes) == 36 and set(Counter(r["task"] for r in episodes)) <= set(TASKS)
+
+
+def test_drats_ppo_is_uniform_ppo_plus_the_marked_drats_lines():
+    with open(os.path.join(ROOT, "baselines", "uniform_ppo.py")) as f:
+        uniform = f.read().splitlines()
+    with open(os.path.join(ROOT, "baselines", "drats_ppo.py")) as f:
+        drats = f.read().splitlines()
+    assert strip_header(without_block(drats, "DRATS")) == strip_header(uniform)
+    assert len(drats) - len(uniform) < 150
+
+
+def drats_blocks(path):
+    """The text of each `# ---- DRATS ----` block of a script, in order."""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    blocks, current = [], None
+    for line in lines:
+        if line.strip() == "# ---- DRATS ----":
+            current = []
+        elif line.strip() == "# ---- end DRATS ----":
+            blocks.append("\n".join(current))
+            current = None
+        elif current is not None:
+            current.append(line)
+    return blocks
+
+
+def test_the_sampler_is_the_same_text_in_drats_sac_and_drats_ppo():
+    sac = drats_blocks(os.path.join(ROOT, "drats_sac.py"))
+    ppo = drats_blocks(os.path.join(ROOT, "baselines", "drats_ppo.py"))
+    sampler = [b for b in sac if "class DRATSSampler" in b]
+    assert len(sampler) == 1 and sampler[0] in ppo  # the functions and the class, character for character
+    setup = [b for b in sac if "sampler = DRATSSampler(" in b]
+    assert len(setup) == 1 and setup[0] in ppo  # the same construction, resume and sampler.csv
+    # the same arguments and checks; only the window's default differs: one rollout for PPO
+    for marker in ["drats_eta: float", "args.drats_eps = "]:
+        (sac_block,) = [b for b in sac if marker in b]
+        (ppo_block,) = [b for b in ppo if marker in b]
+        differs = set(ppo_block.splitlines()) ^ set(sac_block.splitlines())
+        assert differs and all("drats_window" in line or "env steps per slot" in line for line in differs), differs
+
+
+def test_a_killed_ppo_run_resumes_into_the_uninterrupted_run(workdir):
+    run = [*SMALL, "--checkpoint-interval", "450"]
+    whole = run_script("baselines/drats_ppo.py", *run, "--run-name", "whole", cwd=workdir)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    proc = start("baselines/drats_ppo.py", *run, "--run-name", "cut", cwd=workdir)
+    run_dir = os.path.join(workdir, "runs", "cut")
+    wait_for_checkpoint(run_dir, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = run_script("baselines/drats_ppo.py", "--resume", run_dir, cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming" in resumed.stdout
+    for name in ["eval.csv", "episodes.csv", "sampler.csv"]:
+        with open(os.path.join(workdir, "runs", "whole", name), "rb") as a, open(os.path.join(run_dir, name), "rb") as b:
+            assert a.read() == b.read(), name
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--num-steps", "120"], "--num-steps must be a positive multiple of --max-episode-steps (50)"),
+        (["--total-timesteps", "300"], "--total-timesteps must hold one rollout (num-envs x num-steps = 450)"),
+        (["--num-minibatches", "0"], "--num-minibatches must be between 1 and the rollout size (450)"),
+        (["--gae-lambda", "1.5"], "--gae-lambda must lie in [0, 1]"),
+        (["--tasks", "reach-v3", "reach-v4"], "--tasks: unknown task reach-v4"),
+        (["--drats-eps", "0.9"], "--drats-eps must lie in [0, 1/K]"),
+    ],
+)  # fmt: skip
+def test_bad_input_stops_at_once(workdir, args, expected):
+    script = "baselines/drats_ppo.py" if args[0].startswith("--drats") else "baselines/uniform_ppo.py"
+    result = run_script(script, *SMALL, *args, "--run-name", "bad", cwd=workdir, timeout=60)
+    assert result.returncode != 0 and expected in result.stderr and "Traceback" not in result.stderr
+    assert not os.path.exists(os.path.join(workdir, "runs", "bad"))
