@@ -112,12 +112,12 @@ def test_a_log_killed_before_its_first_row_resumes_with_its_header(tmp_path):
 
     path = str(tmp_path / "eval.csv")
     file, _ = open_csv(path, ["global_step", "task"], None)  # the header is on disk before any row
-    with open(path) as f:
+    with open(path, newline="") as f:
         assert f.read() == "global_step,task\r\n"
     file.close()
     open(path, "w").close()  # as if the run had been killed before the header reached the disk
     file, writer = open_csv(path, ["global_step", "task"], resume_step=100)
     writer.writerow([200, "reach-v3"])
     file.close()
-    with open(path) as f:
+    with open(path, newline="") as f:
         assert f.read() == "global_step,task\r\n200,reach-v3\r\n"
