@@ -23,6 +23,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import tyro
 from rliable import library as rly
@@ -285,7 +286,7 @@ def plot_curves(bench: str, by_method: dict[str, list[Run]], args: Args, out: st
             line = ax.plot(grid, point[m], label=f"{label(m)} ({seeds(len(by_method[m]))})")[0]
             ax.fill_between(grid, ci[m][0], ci[m][1], alpha=0.2, color=line.get_color(), linewidth=0)
         ax.set_title(f"{bench}: {name}")
-        ax.set_xlabel("env steps")
+        steps_axis(ax)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("success rate (mean over seeds, 95% CI)")
     axes[0].set_ylim(-0.02, 1.02)
@@ -320,7 +321,7 @@ def plot_task_distribution(bench: str, by_method: dict[str, list[Run]], tasks: l
         q = np.mean([held(r.sampler, grid) for r in rs], axis=0)
         ax.stackplot(grid, q.T, labels=tasks, colors=colors, step="post")
         ax.set_title(f"{label(m)}: task distribution q ({seeds(len(rs))})")
-        ax.set_xlabel("env steps")
+        steps_axis(ax)
         ax.set_xlim(grid[0], grid[-1])
     axes[0][0].set_ylabel("sampling probability (mean over seeds)")
     axes[0][0].set_ylim(0, 1)
@@ -348,11 +349,19 @@ def plot_env_steps(bench: str, by_method: dict[str, list[Run]], tasks: list[str]
             cumulative = [np.searchsorted(r.episodes[task], grid, side="right") * r.config["max_episode_steps"] for r in rs]
             ax.plot(grid, np.mean(cumulative, axis=0), color=colors[t], label=task)
         ax.set_title(f"{label(m)} ({seeds(len(rs))})")
-        ax.set_xlabel("env steps, all tasks")
+        steps_axis(ax, "env steps, all tasks")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("env steps of the task (mean over seeds)")
     axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
     return save(fig, out, f"{bench}_env_steps.png")
+
+
+def steps_axis(ax, label: str = "env steps"):
+    """Env steps on the x axis as 150k, 20M: readable at any budget."""
+    ax.set_xlabel(label)
+    ax.xaxis.set_major_formatter(
+        matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1e6:g}M" if abs(x) >= 1e6 else f"{x / 1e3:g}k" if x else "0")
+    )
 
 
 def save(fig, out: str, name: str) -> str:
