@@ -1,5 +1,5 @@
 """The PPO learner must learn too: multi-task PPO must lift success clearly above a random policy
-on the easy task pair of the SAC learning test (calibration: the closing note of the PPO issue)."""
+on the easy task pair of the SAC learning test (calibrated: see the closing note of the PPO issue)."""
 
 import csv
 import os
@@ -13,8 +13,8 @@ from uniform_sac import Args
 TASKS = ["drawer-close-v3", "handle-press-v3"]
 CONFIG = [
     "--tasks", *TASKS, "--max-episode-steps", "100", "--num-steps", "1000", "--hidden-dims", "64", "64",
-    "--num-minibatches", "8", "--update-epochs", "10", "--total-timesteps", "TOTAL",
-    "--eval-interval", "EVAL", "--eval-episodes", "20", "--no-cuda", "--seed", "1",
+    "--num-minibatches", "8", "--update-epochs", "10", "--total-timesteps", "48000",
+    "--eval-interval", "24000", "--eval-episodes", "20", "--no-cuda", "--seed", "1",
 ]  # fmt: skip
 
 
@@ -28,5 +28,7 @@ def test_ppo_learns_an_easy_task_pair(workdir):
     mean_success = {step: np.mean(rates) for step, rates in sorted(success.items())}
     baseline = random_policy_success(Args(tasks=tuple(TASKS), seed=1, num_envs=2, max_episode_steps=100), 20)
     assert baseline <= 0.15
-    # the last two evaluations both clearly above the random policy
-    assert min(list(mean_success.values())[-2:]) >= baseline + MARGIN, (mean_success, baseline)
+    # the final evaluation (48k env steps) far above the random policy: 0.90 and 0.95 for seeds 1 and 2;
+    # 0.0 with the advantages zeroed or negated
+    assert list(mean_success)[-1] == 48000
+    assert mean_success[48000] >= baseline + 0.5, (mean_success, baseline)
