@@ -89,6 +89,12 @@ class Args:
     """use CUDA when it is available"""
     torch_deterministic: bool = True
     """torch.backends.cudnn.deterministic"""
+    bf16: bool = False
+    """bfloat16 autocast for the networks (weights, optimizer state and losses stay fp32)"""
+    compile: bool = False
+    """torch.compile the gradient update and the policy's forward pass"""
+    cudagraphs: bool = False
+    """replay the batch draw and gradient update as one captured CUDA graph (GPU only)"""
     track: bool = False
     """log to Weights & Biases (TensorBoard is always written)"""
     wandb_project_name: str = "drats"
@@ -160,6 +166,8 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
     args.checkpoint_interval = args.checkpoint_interval or args.eval_interval
     if args.checkpoint_interval < 1:
         fail(f"--checkpoint-interval must be at least 1, got {args.checkpoint_interval}")
+    if args.cudagraphs and not (args.cuda and torch.cuda.is_available()):
+        fail("--cudagraphs needs a CUDA device (and --cuda); on a CPU, --compile and --bf16 are the fast paths")
     # ---- DRATS ----
     args.drats_eps = 1 / (4 * k) if args.drats_eps is None else args.drats_eps
     args.drats_initial_target = args.drats_initial_target or 10.0 * args.max_episode_steps
@@ -183,6 +191,7 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
 CAN_CHANGE_ON_RESUME = {
     "total_timesteps", "eval_interval", "eval_episodes", "checkpoint_interval", "checkpoint_buffer", "resume",
     "cuda", "torch_deterministic", "vector_strategy", "track", "wandb_project_name", "wandb_entity", "capture_video",
+    "bf16", "compile", "cudagraphs",
 }  # fmt: skip
 
 
@@ -372,16 +381,18 @@ class MultiHeadMLP(nn.Module):
             if layer < len(self.weights) - 1:
                 x = F.relu(x)
         heads = x.unflatten(-1, (self.num_tasks, self.out_dim))
-        return heads[:, torch.arange(task.shape[0], device=task.device), task]
+        # the losses and the policy's densities stay fp32 when autocast ran the matmuls in bfloat16
+        return heads[:, torch.arange(task.shape[0], device=task.device), task].float()
 
 
 class Actor(nn.Module):
     """Tanh-squashed Gaussian policy with one head (mean and log-std) per task."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_dims, num_tasks: int):
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dims, num_tasks: int, bf16: bool = False):
         super().__init__()
         self.net = MultiHeadMLP(obs_dim, hidden_dims, 2 * act_dim, num_tasks)
-        self.num_tasks = num_tasks
+        self.num_tasks, self.bf16 = num_tasks, bf16
+        self.policy = self.forward  # what act() runs; the script may swap in a compiled one
 
     def forward(self, obs: torch.Tensor, task: torch.Tensor):
         mean, log_std = self.net(obs, task)[0].chunk(2, dim=-1)
@@ -400,9 +411,10 @@ class Actor(nn.Module):
         """Actions for a batch of env observations; the task id is read from their one-hot."""
         obs = torch.as_tensor(obs, dtype=torch.float32, device=next(self.parameters()).device)
         task = obs[:, -self.num_tasks :].argmax(-1)
-        with torch.no_grad():
-            action = torch.tanh(self(obs, task)[0]) if deterministic else self.sample(obs, task)[0]
-        return action.cpu().numpy()
+        with torch.no_grad(), torch.autocast(obs.device.type, torch.bfloat16, enabled=self.bf16):
+            mean, log_std = self.policy(obs, task)
+            action = mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
+        return torch.tanh(action).cpu().numpy()
 
 
 class Critic(nn.Module):
@@ -447,15 +459,18 @@ class MultiTaskReplayBuffer:
 
     def add(self, task: torch.Tensor, obs, actions, rewards, next_obs, terminations):
         """One transition per slot; `task` (num_envs,) says whose buffer each goes to."""
-        as_tensor = partial(torch.as_tensor, dtype=torch.float32, device=self.device)
+        k, d = self.num_tasks, self.obs.shape[-1]
+        # one host-to-device copy for the whole step, split on the device
+        step = np.concatenate([obs[:, :-k], next_obs[:, :-k], actions, rewards[:, None], terminations[:, None]], 1)
+        step = torch.as_tensor(step, dtype=torch.float32).to(self.device, non_blocking=True)
         # several slots may play the same task: each takes the next free position of that task
         rank = (task[:, None] == task[None, :]).tril(-1).sum(1)
         idx = (self.pos[task] + rank) % self.capacity
-        self.obs[task, idx] = as_tensor(obs[:, : -self.num_tasks])
-        self.next_obs[task, idx] = as_tensor(next_obs[:, : -self.num_tasks])
-        self.actions[task, idx] = as_tensor(actions)
-        self.rewards[task, idx] = as_tensor(rewards)
-        self.terminations[task, idx] = as_tensor(terminations)
+        self.obs[task, idx] = step[:, :d]
+        self.next_obs[task, idx] = step[:, d : 2 * d]
+        self.actions[task, idx] = step[:, 2 * d : -2]
+        self.rewards[task, idx] = step[:, -2]
+        self.terminations[task, idx] = step[:, -1]
         count = torch.bincount(task, minlength=self.num_tasks)
         self.pos = (self.pos + count) % self.capacity
         self.size = torch.clamp(self.size + count, max=self.capacity)
@@ -480,6 +495,105 @@ class MultiTaskReplayBuffer:
             self.terminations[task, idx].flatten(),
             task.flatten(),
         )
+
+
+class CapturedStep:
+    """A function of no arguments that reads and writes only tensors that stay in place (the replay
+    buffer, the networks, the optimizers' states), run as a CUDA graph: a few eager calls on a side
+    stream warm it up, the next call is captured, and every call after that replays it. One replay
+    launches the whole batch draw and update at once, with no Python in between."""
+
+    def __init__(self, fn, warmup: int = 3):
+        self.fn, self.warmup, self.calls, self.graph, self.out = fn, warmup, 0, None, None
+
+    def __call__(self):
+        if self.graph is None and self.calls < self.warmup:
+            self.calls += 1
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                out = self.fn()
+            torch.cuda.current_stream().wait_stream(stream)
+            return out
+        if self.graph is None:
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.out = self.fn()
+        self.graph.replay()  # the capture itself ran nothing: the first replay is this call's update
+        return self.out
+
+
+def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device: torch.device):
+    """The agent, its optimizers, the replay buffer, and `learn`: the gradient step as the training loop
+    calls it, a function of no arguments that draws a batch from the buffer and updates the critics,
+    the actor and the temperatures, and returns the losses as one device tensor (read only at
+    logging steps: no host sync). benchmark/speed.py times this same function."""
+    actor = Actor(obs_dim, act_dim, args.hidden_dims, num_tasks, args.bf16).to(device)
+    critic = Critic(obs_dim, act_dim, args.hidden_dims, num_tasks).to(device)
+    target_critic = Critic(obs_dim, act_dim, args.hidden_dims, num_tasks).to(device)
+    target_critic.load_state_dict(critic.state_dict())
+    target_critic.requires_grad_(False)
+    log_alpha = torch.full((num_tasks,), math.log(args.initial_alpha), device=device, requires_grad=True)
+    # a captured CUDA graph replays Adam's step counter on the device: capturable optimizers
+    adam = partial(torch.optim.Adam, capturable=args.cudagraphs)
+    actor_optimizer = adam(actor.parameters(), lr=args.policy_lr)
+    q_optimizer = adam(critic.parameters(), lr=args.q_lr)
+    alpha_optimizer = adam([log_alpha], lr=args.alpha_lr)
+    rb = MultiTaskReplayBuffer(num_tasks, args.buffer_size // num_tasks, obs_dim, act_dim, device)
+    actor_params, critic_params, target_params = list(actor.parameters()), list(critic.parameters()), list(target_critic.parameters())
+    frozen_critic = {name: p.detach() for name, p in critic.named_parameters()}  # same storage, no autograd
+    autocast = partial(torch.autocast, device.type, torch.bfloat16, enabled=args.bf16)  # --bf16: matmuls in bfloat16
+
+    def critic_loss(obs, actions, rewards, next_obs, terminations, task):
+        alpha = log_alpha.detach().exp()[task]
+        with torch.no_grad(), autocast():
+            next_actions, next_log_prob = actor.sample(next_obs, task)
+            next_q = target_critic(next_obs, next_actions, task).min(0).values - alpha * next_log_prob
+            q_target = (rewards + args.gamma * (1 - terminations) * next_q).clamp(-args.max_q_value, args.max_q_value)
+        with autocast():
+            q = critic(obs, actions, task).clamp(-args.max_q_value, args.max_q_value)
+        return F.mse_loss(q, q_target.expand_as(q)), q.detach().mean()
+
+    def actor_and_alpha_losses(obs, task):
+        alpha = log_alpha.detach().exp()[task]
+        with autocast():
+            pi, log_prob = actor.sample(obs, task)
+            # the actor's loss needs no gradient for the critics' weights: it sees them detached
+            q_pi = torch.func.functional_call(critic, frozen_critic, (obs, pi, task)).min(0).values
+        actor_loss = (alpha * log_prob - q_pi).mean()
+        alpha_loss = (-log_alpha[task] * (log_prob.detach() + args.target_entropy)).mean()
+        return actor_loss, alpha_loss
+
+    if args.compile:  # the losses' forward and backward graphs, fused by the compiler
+        critic_loss, actor_and_alpha_losses = torch.compile(critic_loss), torch.compile(actor_and_alpha_losses)
+
+    def update(obs, actions, rewards, next_obs, terminations, task):
+        qf_loss, q_mean = critic_loss(obs, actions, rewards, next_obs, terminations, task)
+        q_optimizer.zero_grad()
+        qf_loss.backward()
+        nn.utils.clip_grad_norm_(critic_params, args.max_grad_norm)
+        q_optimizer.step()
+        torch._foreach_lerp_(target_params, critic_params, args.tau)
+
+        actor_loss, alpha_loss = actor_and_alpha_losses(obs, task)
+        actor_optimizer.zero_grad()
+        alpha_optimizer.zero_grad()
+        # one backward for both: the actor's loss reaches only the actor, the temperatures' only log_alpha
+        (actor_loss + alpha_loss).backward()
+        nn.utils.clip_grad_norm_(actor_params, args.max_grad_norm)
+        actor_optimizer.step()
+        alpha_optimizer.step()
+        return torch.stack([qf_loss, actor_loss, alpha_loss, q_mean]).detach()
+
+    def learn():
+        return update(*rb.sample(args.batch_size))
+
+    if args.compile:
+        actor.policy = torch.compile(actor.forward)
+    if args.cudagraphs:
+        learn = CapturedStep(learn)
+    optimizers = (actor_optimizer, q_optimizer, alpha_optimizer)
+    return actor, critic, target_critic, log_alpha, optimizers, rb, learn
 
 
 def write_videos(actor: Actor, video_envs: list, task_names: list[str], run_dir: str, global_step: int, track: bool):
@@ -595,52 +709,12 @@ if __name__ == "__main__":
     envs, eval_envs = make_envs(args, task_names, goals)
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
 
-    actor = Actor(obs_dim, act_dim, args.hidden_dims, num_tasks).to(device)
-    critic = Critic(obs_dim, act_dim, args.hidden_dims, num_tasks).to(device)
-    target_critic = Critic(obs_dim, act_dim, args.hidden_dims, num_tasks).to(device)
-    target_critic.load_state_dict(critic.state_dict())
-    target_critic.requires_grad_(False)
-    log_alpha = torch.full((num_tasks,), math.log(args.initial_alpha), device=device, requires_grad=True)
-    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr)
-    q_optimizer = torch.optim.Adam(critic.parameters(), lr=args.q_lr)
-    alpha_optimizer = torch.optim.Adam([log_alpha], lr=args.alpha_lr)
-    rb = MultiTaskReplayBuffer(num_tasks, args.buffer_size // num_tasks, obs_dim, act_dim, device)
-    critic_params, target_params = list(critic.parameters()), list(target_critic.parameters())
+    actor, critic, target_critic, log_alpha, optimizers, rb, learn = make_learner(args, obs_dim, act_dim, num_tasks, device)
+    actor_optimizer, q_optimizer, alpha_optimizer = optimizers
     buffer_bytes = sum(t.numel() * t.element_size() for t in rb.state_dict().values()) if args.checkpoint_buffer else 0
     check_output_location(run_dir, 2 * buffer_bytes + 10**8)  # the new checkpoint is written beside the old
     if not args.checkpoint_buffer:
         print("warning: --no-checkpoint-buffer: a resumed run starts from an empty replay buffer, so it is not exact")
-
-    def update(obs, actions, rewards, next_obs, terminations, task):
-        alpha = log_alpha.detach().exp()[task]
-        with torch.no_grad():
-            next_actions, next_log_prob = actor.sample(next_obs, task)
-            next_q = target_critic(next_obs, next_actions, task).min(0).values - alpha * next_log_prob
-            q_target = (rewards + args.gamma * (1 - terminations) * next_q).clamp(-args.max_q_value, args.max_q_value)
-        q = critic(obs, actions, task).clamp(-args.max_q_value, args.max_q_value)
-        qf_loss = F.mse_loss(q, q_target.expand_as(q))
-        q_optimizer.zero_grad()
-        qf_loss.backward()
-        nn.utils.clip_grad_norm_(critic_params, args.max_grad_norm)
-        q_optimizer.step()
-        torch._foreach_lerp_(target_params, critic_params, args.tau)
-
-        pi, log_prob = actor.sample(obs, task)
-        # the actor's loss needs no gradient for the critics' weights: freeze them while it runs
-        critic.requires_grad_(False)
-        q_pi = critic(obs, pi, task).min(0).values
-        critic.requires_grad_(True)
-        actor_loss = (alpha * log_prob - q_pi).mean()
-        actor_optimizer.zero_grad()
-        actor_loss.backward()
-        nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm)
-        actor_optimizer.step()
-
-        alpha_loss = (-log_alpha[task] * (log_prob.detach() + args.target_entropy)).mean()
-        alpha_optimizer.zero_grad()
-        alpha_loss.backward()
-        alpha_optimizer.step()
-        return torch.stack([qf_loss, actor_loss, alpha_loss, q.mean()]).detach()
 
     # ---- outputs: config.json, CSV files, TensorBoard (and wandb) ----
     try:
@@ -862,7 +936,7 @@ if __name__ == "__main__":
         obs = next_obs
 
         if global_step > args.learning_starts and buffer_ready:
-            logs = update(*rb.sample(args.batch_size))
+            logs = learn()
             if step % 100 == 0:
                 qf_loss, actor_loss, alpha_loss, q_value = logs.tolist()
                 writer.add_scalar("losses/qf_loss", qf_loss, global_step)

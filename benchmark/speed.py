@@ -1,0 +1,250 @@
+# How fast the SAC learner runs on the machine at hand, measured in one run:
+#
+#   python benchmark/speed.py                                  # every configuration and mode the device supports
+#   python benchmark/speed.py --configs mt10 --modes fp32 bf16 # a subset
+#
+# For each configuration (MT10 and MT50 at the paper's scale, and the small one of the learning test)
+# and each mode (eager fp32, --bf16, --compile, both, and --cudagraphs on a GPU) it measures
+# - updates/s of `learn`, the very function the training loop calls (imported from uniform_sac.py),
+#   on a replay buffer of random data;
+# - the update's arithmetic (matmul FLOPs counted by torch's FlopCounterMode) per second, against the
+#   best matrix-multiply rate measured in this same run on this device, fp32 and bf16 apart;
+# - the full training loop's env steps/s (uniform_sac.py run for real, eval off, rate between its
+#   TensorBoard SPS points once updates have started), against the update-only bound
+#   updates/s x num-envs: how much the env, acting, the buffer and logging cost on top of learning;
+# - peak memory: of the training process (CPU, max RSS) or of the device (GPU, max allocated).
+# It prints a table of ratios and writes it as Markdown (--out).
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import tyro
+from torch.utils.flop_counter import FlopCounterMode
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from uniform_sac import Args as SACArgs  # noqa: E402
+from uniform_sac import make_learner, resolve_args  # noqa: E402
+
+# the configurations: (arguments of uniform_sac.py, number of tasks)
+CONFIGS = {
+    "mt10": (["--env-id", "MT10"], 10),
+    "mt50": (["--env-id", "MT50"], 50),
+    # the learning test's: two tasks, one slot, 100-step episodes, 2 x 128 networks, batch 256
+    "small": (["--tasks", "drawer-close-v3", "handle-press-v3", "--num-envs", "1", "--max-episode-steps", "100",
+               "--hidden-dims", "128", "128", "--batch-size", "256"], 2),
+}  # fmt: skip
+MODES = {"fp32": [], "bf16": ["--bf16"], "compile": ["--compile"], "compile+bf16": ["--compile", "--bf16"], "cudagraphs": ["--cudagraphs"],
+         "cudagraphs+bf16": ["--cudagraphs", "--bf16"]}  # fmt: skip
+OBS_DIM, ACT_DIM = 39, 4  # Meta-World's observation (before the one-hot) and action sizes
+
+
+@dataclass
+class Args:
+    configs: tuple[Literal["mt10", "mt50", "small"], ...] = ("mt10", "mt50", "small")
+    """configurations to measure"""
+    modes: tuple[Literal["fp32", "bf16", "compile", "compile+bf16", "cudagraphs", "cudagraphs+bf16"], ...] = ()
+    """modes to measure (unset: every mode the device supports; cudagraphs needs a GPU)"""
+    updates: int = 20
+    """timed updates per measurement (after the warm-up)"""
+    warmup: int = 5
+    """untimed updates first (compilation and graph capture happen here)"""
+    loop: bool = True
+    """also run the full training loop (the slow part on a CPU; --no-loop measures updates only)"""
+    loop_updates: int = 300
+    """vector steps with updates that the full-loop measurement times (at least 200)"""
+    cuda: bool = True
+    """use CUDA when it is available"""
+    out: str | None = None
+    """Markdown file for the table (unset: docs/speed-<device>.md)"""
+
+
+def sync(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: torch.device, repeat: int, warmup: int = 3) -> float:
+    """Seconds per call, after warm-up calls."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / repeat
+
+
+def matmul_peak(device: torch.device, shapes: list[tuple[int, int, int, int]]) -> dict[str, tuple[float, str]]:
+    """The best matrix-multiply rate (FLOP/s) of fp32 and of bf16 over the paths torch offers here, on
+    the given (ensemble, m, k, n) shapes and a large square one."""
+    best = {"fp32": (0.0, ""), "bf16": (0.0, "")}
+    for e, m, k, n in [*shapes, (1, 2048, 2048, 2048)]:
+        flops = 2 * e * m * k * n
+        for dtype, name in [(torch.float32, "fp32"), (torch.bfloat16, "bf16")]:
+            a = torch.randn(e, m, k, device=device, dtype=dtype)
+            b = torch.randn(e, k, n, device=device, dtype=dtype)
+            paths = {"torch.matmul": lambda a=a, b=b: torch.matmul(a, b)}
+            if device.type == "cpu" and e == 1 and dtype == torch.float32 and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+                w = b[0].t().contiguous()  # oneDNN's fp32 GEMM, which on some CPUs beats MKL's sgemm by 2x
+                paths["oneDNN linear"] = lambda a=a[0], w=w: torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], "")
+            for path, fn in paths.items():
+                try:
+                    rate = flops / timed(fn, device, repeat=10)
+                except RuntimeError:
+                    continue
+                if rate > best[name][0]:
+                    best[name] = (rate, f"{path}, {e}x{m}x{k}x{n}")
+    return best
+
+
+def learner_args(config: str, mode: str, device: torch.device) -> SACArgs:
+    argv, _ = CONFIGS[config]
+    argv = [*argv, *MODES[mode], "--run-name", "speed-benchmark", "--cuda" if device.type == "cuda" else "--no-cuda"]
+    return resolve_args(tyro.cli(SACArgs, args=argv))
+
+
+def measure_update(config: str, mode: str, device: torch.device, args: Args) -> dict:
+    """updates/s of the script's own `learn` on a buffer of random data, and the device's peak memory."""
+    run_args = learner_args(config, mode, device)
+    k = CONFIGS[config][1]
+    torch.manual_seed(0)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    actor, critic, target_critic, log_alpha, optimizers, rb, learn = make_learner(run_args, OBS_DIM + k, ACT_DIM, k, device)
+    for buffer in (rb.obs, rb.next_obs, rb.actions, rb.rewards):
+        buffer.normal_()
+    rb.size.fill_(rb.capacity)
+    flops = None
+    if mode == "fp32":  # the arithmetic of one update, counted on the eager fp32 learner
+        with FlopCounterMode(display=False) as counter:
+            learn()
+        flops = counter.get_total_flops()
+    seconds = timed(learn, device, args.updates, args.warmup)
+    memory = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
+    return {"updates_per_s": 1 / seconds, "flops": flops, "device_memory": memory, "num_envs": run_args.num_envs}
+
+
+def measure_loop(config: str, mode: str, device: torch.device, args: Args) -> dict:
+    """Env steps/s of uniform_sac.py itself, evaluation off, timed between the TensorBoard SPS points
+    that come after updates have started (and after compilation), and the process's peak memory."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_args = learner_args(config, mode, device)
+    k = CONFIGS[config][1]
+    # the shortest warm-up of random actions the script allows: one episode of every task
+    learning_starts = -(-k // run_args.num_envs) * run_args.num_envs * run_args.max_episode_steps
+    start = learning_starts + 200 * run_args.num_envs  # SPS points from here have 200 updates (and compilation) behind them
+    total = start + args.loop_updates * run_args.num_envs
+    argv, _ = CONFIGS[config]
+    with tempfile.TemporaryDirectory() as workdir:
+        command = [sys.executable, os.path.join(ROOT, "uniform_sac.py"), *argv, *MODES[mode], "--total-timesteps", str(total), "--learning-starts", str(learning_starts),
+                   "--eval-interval", str(10**12), "--eval-episodes", "1", "--no-checkpoint-buffer", "--run-name", "loop",
+                   "--cuda" if device.type == "cuda" else "--no-cuda"]  # fmt: skip
+        process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, "WANDB_MODE": "disabled"})  # fmt: skip
+        _, status, usage = os.wait4(process.pid, 0)
+        stderr = process.stderr.read()
+        if status != 0:
+            sys.exit(f"error: the full loop of {config} {mode} failed:\n{stderr[-2000:]}")
+        events = EventAccumulator(os.path.join(workdir, "runs", "loop"), size_guidance={"scalars": 0})
+        events.Reload()
+        points = [(e.step, e.wall_time) for e in events.Scalars("charts/SPS") if e.step >= start]
+    (first_step, first_time), (last_step, last_time) = points[0], points[-1]
+    rss = usage.ru_maxrss * (1 if platform.system() == "Darwin" else 1024)
+    return {"env_steps_per_s": (last_step - first_step) / (last_time - first_time), "rss": rss}
+
+
+def fmt_bytes(n: float | None) -> str:
+    return "" if n is None else f"{n / 2**30:.1f} GiB"
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or "CPU"
+    return f"{model}, {torch.get_num_threads()} threads"
+
+
+def main(args: Args):
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    supported = [m for m in MODES if device.type == "cuda" or not m.startswith("cudagraphs")]
+    modes = list(args.modes or supported)
+    refused = [m for m in modes if m not in supported]
+    if refused:
+        sys.exit(f"error: --modes: {', '.join(refused)} needs a CUDA device; here: {' '.join(supported)}")
+    if "fp32" not in modes:
+        modes.insert(0, "fp32")  # the reference every ratio is taken against
+    if args.updates < 1 or args.loop_updates < 200:
+        sys.exit("error: --updates must be at least 1 and --loop-updates at least 200")
+    out = args.out or os.path.join(ROOT, "docs", f"speed-{device.type}.md")
+    print(f"{machine(device)}; torch {torch.__version__}")
+
+    shapes = []
+    for config in args.configs:
+        run_args = learner_args(config, "fp32", device)
+        shapes += [(2, run_args.batch_size, run_args.hidden_dims[0], run_args.hidden_dims[-1]), (1, run_args.batch_size, run_args.hidden_dims[0], run_args.hidden_dims[-1])]
+    peak = matmul_peak(device, sorted(set(shapes)))
+    for name, (rate, where) in peak.items():
+        print(f"matmul peak {name}: {rate / 1e9:,.0f} GFLOP/s ({where})")
+
+    rows = []
+    for config in args.configs:
+        reference = None
+        for mode in modes:
+            print(f"{config} {mode}: update ...", flush=True)
+            result = measure_update(config, mode, device, args)
+            if mode == "fp32":
+                reference = result
+            flops = reference["flops"]
+            rate = flops * result["updates_per_s"]
+            precision = "bf16" if "bf16" in mode else "fp32"
+            bound = result["updates_per_s"] * result["num_envs"]
+            loop = {}
+            if args.loop:
+                print(f"{config} {mode}: full loop ...", flush=True)
+                loop = measure_loop(config, mode, device, args)
+            memory = result["device_memory"] if device.type == "cuda" else loop.get("rss")
+            rows.append([
+                config, mode, f"{result['updates_per_s']:,.1f}", f"{result['updates_per_s'] / reference['updates_per_s']:.2f}x",
+                f"{flops / 1e9:.2f}", f"{rate / 1e9:,.0f}", f"{rate / peak[precision][0]:.0%} of {precision}",
+                f"{bound:,.0f}", f"{loop['env_steps_per_s']:,.0f}" if loop else "", f"{loop['env_steps_per_s'] / bound:.0%}" if loop else "",
+                fmt_bytes(memory),
+            ])  # fmt: skip
+            print("  " + " | ".join(rows[-1]), flush=True)
+
+    header = ["config", "mode", "updates/s", "vs fp32", "GFLOP/update", "GFLOP/s", "of matmul peak", "update-only bound (env steps/s)",
+              "full loop (env steps/s)", "loop / bound", "peak memory"]  # fmt: skip
+    table = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"] + ["| " + " | ".join(row) + " |" for row in rows]
+    command = "python benchmark/speed.py " + " ".join(sys.argv[1:])
+    text = "\n".join([
+        f"Measured {datetime.date.today()} on {machine(device)}, torch {torch.__version__}, with `{command.strip()}`.",
+        f"Matmul peak measured in the same run: fp32 {peak['fp32'][0] / 1e9:,.0f} GFLOP/s ({peak['fp32'][1]}), "
+        f"bf16 {peak['bf16'][0] / 1e9:,.0f} GFLOP/s ({peak['bf16'][1]}). GFLOP/update counts the matmuls of one fp32 "
+        f"update (forward and backward); the update-only bound is updates/s x env slots (one update per vector step); "
+        f"the full loop is uniform_sac.py itself with evaluation off; peak memory is the training process's max RSS "
+        f"(CPU) or the device's max allocated memory during the update measurement (GPU).",
+        "",
+        *table,
+        "",
+    ])  # fmt: skip
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        f.write(text)
+    print("\n" + text + f"\nwritten to {out}")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

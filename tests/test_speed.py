@@ -1,0 +1,80 @@
+"""The fast paths: --bf16 keeps fp32 master weights, --compile computes the same update as eager,
+--cudagraphs is refused without a GPU, and benchmark/speed.py writes its table."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import tyro
+from conftest import ROOT, run_script
+
+from uniform_sac import Args, make_learner, resolve_args
+
+K, OBS, ACT = 2, 39 + 2, 4
+
+
+def learner(*flags):
+    args = resolve_args(tyro.cli(Args, args=["--tasks", "reach-v3", "push-v3", "--hidden-dims", "32", "32", "--batch-size", "64",
+                                             "--buffer-size", "2000", "--no-cuda", "--run-name", "speed-test", *flags]))  # fmt: skip
+    torch.manual_seed(0)
+    parts = make_learner(args, OBS, ACT, K, torch.device("cpu"))
+    rb = parts[5]
+    generator = torch.Generator().manual_seed(1)
+    for buffer in (rb.obs, rb.next_obs, rb.actions, rb.rewards):
+        buffer.copy_(torch.randn(buffer.shape, generator=generator))
+    rb.size.fill_(rb.capacity)
+    return parts
+
+
+def test_bf16_trains_fp32_master_weights():
+    actor, critic, target_critic, log_alpha, optimizers, rb, learn = learner("--bf16")
+    before = [p.detach().clone() for p in actor.parameters()]
+    logs = learn()
+    assert torch.isfinite(logs).all() and logs.dtype == torch.float32
+    for module in (actor, critic, target_critic):
+        assert all(p.dtype == torch.float32 for p in module.parameters())
+    for optimizer in optimizers:
+        for state in optimizer.state.values():
+            assert state["exp_avg"].dtype == torch.float32
+    assert any(not torch.equal(a, b) for a, b in zip(before, actor.parameters()))  # it did learn something
+
+
+def test_compiled_update_matches_eager(monkeypatch):
+    import torch._inductor.config
+
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # the compiled code draws eager's noise
+    eager, compiled = learner(), learner("--compile")
+    for _ in range(3):
+        torch.manual_seed(5)
+        logs_eager = eager[-1]()
+        torch.manual_seed(5)
+        logs_compiled = compiled[-1]()
+        torch.testing.assert_close(logs_compiled, logs_eager, rtol=1e-4, atol=1e-5)
+    for module in range(3):  # actor, critic, target critic
+        for a, b in zip(eager[module].parameters(), compiled[module].parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: --cudagraphs is allowed")
+def test_cudagraphs_is_refused_without_a_gpu(workdir):
+    result = run_script("uniform_sac.py", "--tasks", "reach-v3", "--cudagraphs", "--run-name", "cg", cwd=workdir, timeout=60)
+    assert result.returncode != 0 and "--cudagraphs needs a CUDA device" in result.stderr and "Traceback" not in result.stderr
+    assert not os.path.exists(os.path.join(workdir, "runs", "cg"))
+
+
+def test_speed_benchmark_writes_its_table(tmp_path):
+    out = tmp_path / "speed.md"
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmark", "speed.py"), "--configs", "small", "--modes", "fp32", "bf16",
+         "--updates", "2", "--warmup", "1", "--no-loop", "--out", str(out)],
+        check=False, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out.read_text()
+    assert "matmul peak measured in the same run" in text.lower()
+    rows = [line for line in text.splitlines() if line.startswith("| small |")]
+    assert [row.split(" | ")[1] for row in rows] == ["fp32", "bf16"]
+    gflop = float(rows[0].split(" | ")[4])
+    assert 0.1 < gflop < 0.3  # ~0.18 GFLOP: 2 x 128 networks, batch 256, twin critics, forward and backward
