@@ -91,7 +91,7 @@ class Args:
     bf16: bool = False
     """bfloat16 autocast for the networks (weights, optimizer state and losses stay fp32)"""
     compile: bool = False
-    """torch.compile the gradient update and the policy's forward pass"""
+    """torch.compile the losses (forward and backward) and the policy's forward pass (for GPUs: slower on our CPU)"""
     cudagraphs: bool = False
     """replay the batch draw and gradient update as one captured CUDA graph (GPU only)"""
     track: bool = False
@@ -150,7 +150,7 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
     if args.checkpoint_interval < 1:
         fail(f"--checkpoint-interval must be at least 1, got {args.checkpoint_interval}")
     if args.cudagraphs and not (args.cuda and torch.cuda.is_available()):
-        fail("--cudagraphs needs a CUDA device (and --cuda); on a CPU, --compile and --bf16 are the fast paths")
+        fail("--cudagraphs needs a CUDA device (and --cuda); on a CPU, --bf16 is the fast path")
     benchmark = f"custom{k}" if args.tasks else args.env_id
     args.run_name = args.run_name or f"{benchmark}__{args.exp_name}__{args.seed}__{int(time.time())}"
     if not resuming and os.path.exists(os.path.join("runs", args.run_name)):
@@ -443,8 +443,9 @@ class MultiTaskReplayBuffer:
         self.rewards[task, idx] = step[:, -2]
         self.terminations[task, idx] = step[:, -1]
         count = torch.bincount(task, minlength=self.num_tasks)
-        self.pos = (self.pos + count) % self.capacity
-        self.size = torch.clamp(self.size + count, max=self.capacity)
+        # in place: a captured CUDA graph (--cudagraphs) reads these very tensors at every replay
+        self.pos.add_(count).remainder_(self.capacity)
+        self.size.add_(count).clamp_(max=self.capacity)
 
     def state_dict(self) -> dict:
         return {name: getattr(self, name) for name in ("obs", "next_obs", "actions", "rewards", "terminations", "pos", "size")}

@@ -58,8 +58,8 @@ class Args:
     """untimed updates first (compilation and graph capture happen here)"""
     loop: bool = True
     """also run the full training loop (the slow part on a CPU; --no-loop measures updates only)"""
-    loop_updates: int = 300
-    """vector steps with updates that the full-loop measurement times (at least 200)"""
+    loop_updates: int = 200
+    """vector steps with updates that the full-loop measurement times (at least 100)"""
     cuda: bool = True
     """use CUDA when it is available"""
     out: str | None = None
@@ -116,6 +116,7 @@ def measure_update(config: str, mode: str, device: torch.device, args: Args) -> 
     """updates/s of the script's own `learn` on a buffer of random data, and the device's peak memory."""
     run_args = learner_args(config, mode, device)
     k = CONFIGS[config][1]
+    torch._dynamo.reset()  # every measurement compiles afresh, as a new training process would
     torch.manual_seed(0)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -142,7 +143,7 @@ def measure_loop(config: str, mode: str, device: torch.device, args: Args) -> di
     k = CONFIGS[config][1]
     # the shortest warm-up of random actions the script allows: one episode of every task
     learning_starts = -(-k // run_args.num_envs) * run_args.num_envs * run_args.max_episode_steps
-    start = learning_starts + 200 * run_args.num_envs  # SPS points from here have 200 updates (and compilation) behind them
+    start = learning_starts + 100 * run_args.num_envs  # SPS points from here have 100 updates (and compilation) behind them
     total = start + args.loop_updates * run_args.num_envs
     argv, _ = CONFIGS[config]
     with tempfile.TemporaryDirectory() as workdir:
@@ -187,8 +188,8 @@ def main(args: Args):
         sys.exit(f"error: --modes: {', '.join(refused)} needs a CUDA device; here: {' '.join(supported)}")
     if "fp32" not in modes:
         modes.insert(0, "fp32")  # the reference every ratio is taken against
-    if args.updates < 1 or args.loop_updates < 200:
-        sys.exit("error: --updates must be at least 1 and --loop-updates at least 200")
+    if args.updates < 1 or args.loop_updates < 100:
+        sys.exit("error: --updates must be at least 1 and --loop-updates at least 100")
     out = args.out or os.path.join(ROOT, "docs", f"speed-{device.type}.md")
     print(f"{machine(device)}; torch {torch.__version__}")
 
