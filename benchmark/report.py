@@ -307,14 +307,24 @@ def plot_heatmap(bench: str, methods: list[str], tasks: list[str], per_task: np.
     return save(fig, out, f"{bench}_per_task.png")
 
 
-def plot_task_distribution(bench: str, by_method: dict[str, list[Run]], tasks: list[str], out: str) -> str | None:
-    adaptive = {m: [r for r in rs if len(r.sampler) > 1] for m, rs in by_method.items()}
-    adaptive = {m: rs for m, rs in adaptive.items() if rs}
-    if not adaptive:
+def panels_per_method(by_method: dict[str, list[Run]], has_data, num_tasks: int, width: float):
+    """One subplot per method whose runs have the data a figure needs (None if no method has), and a
+    color per task."""
+    selected = {m: [r for r in rs if has_data(r)] for m, rs in by_method.items()}
+    selected = {m: rs for m, rs in selected.items() if rs}
+    if not selected:
         return None
-    fig, axes = plt.subplots(1, len(adaptive), figsize=(5 * len(adaptive) + 2, 4), squeeze=False, sharey=True)
-    colors = plt.get_cmap("tab20" if len(tasks) > 10 else "tab10")(np.arange(len(tasks)) % 20)
-    for ax, (m, rs) in zip(axes[0], adaptive.items()):
+    fig, axes = plt.subplots(1, len(selected), figsize=(width * len(selected) + 2, 4), squeeze=False, sharey=True)
+    colors = plt.get_cmap("tab20" if num_tasks > 10 else "tab10")(np.arange(num_tasks) % 20)
+    return fig, axes[0], selected, colors
+
+
+def plot_task_distribution(bench: str, by_method: dict[str, list[Run]], tasks: list[str], out: str) -> str | None:
+    panels = panels_per_method(by_method, lambda r: len(r.sampler) > 1, len(tasks), 5)
+    if panels is None:
+        return None
+    fig, axes, adaptive, colors = panels
+    for ax, (m, rs) in zip(axes, adaptive.items()):
         last = min(max(r.sampler) for r in rs)
         grid = np.unique([s for r in rs for s in r.sampler if s <= last])
         # q is a step function between sampler updates: hold each run's last q, then average over seeds
@@ -323,9 +333,9 @@ def plot_task_distribution(bench: str, by_method: dict[str, list[Run]], tasks: l
         ax.set_title(f"{label(m)}: task distribution q ({seeds(len(rs))})")
         steps_axis(ax)
         ax.set_xlim(grid[0], grid[-1])
-    axes[0][0].set_ylabel("sampling probability (mean over seeds)")
-    axes[0][0].set_ylim(0, 1)
-    axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
+    axes[0].set_ylabel("sampling probability (mean over seeds)")
+    axes[0].set_ylim(0, 1)
+    axes[-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
     return save(fig, out, f"{bench}_task_distribution.png")
 
 
@@ -336,13 +346,11 @@ def held(sampler: dict, grid: np.ndarray) -> np.ndarray:
 
 
 def plot_env_steps(bench: str, by_method: dict[str, list[Run]], tasks: list[str], out: str) -> str | None:
-    with_episodes = {m: [r for r in rs if r.episodes] for m, rs in by_method.items()}
-    with_episodes = {m: rs for m, rs in with_episodes.items() if rs}
-    if not with_episodes:
+    panels = panels_per_method(by_method, lambda r: bool(r.episodes), len(tasks), 4)
+    if panels is None:
         return None
-    fig, axes = plt.subplots(1, len(with_episodes), figsize=(4 * len(with_episodes) + 2, 4), squeeze=False, sharey=True)
-    colors = plt.get_cmap("tab20" if len(tasks) > 10 else "tab10")(np.arange(len(tasks)) % 20)
-    for ax, (m, rs) in zip(axes[0], with_episodes.items()):
+    fig, axes, with_episodes, colors = panels
+    for ax, (m, rs) in zip(axes, with_episodes.items()):
         grid = np.linspace(0, min(r.steps[-1] for r in rs), 200)
         for t, task in enumerate(tasks):
             # every training episode is max-episode-steps env steps of its task
@@ -351,8 +359,8 @@ def plot_env_steps(bench: str, by_method: dict[str, list[Run]], tasks: list[str]
         ax.set_title(f"{label(m)} ({seeds(len(rs))})")
         steps_axis(ax, "env steps, all tasks")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("env steps of the task (mean over seeds)")
-    axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
+    axes[0].set_ylabel("env steps of the task (mean over seeds)")
+    axes[-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
     return save(fig, out, f"{bench}_env_steps.png")
 
 
