@@ -7,6 +7,7 @@ import os
 from collections import defaultdict
 
 import numpy as np
+import pytest
 from conftest import random_policy_success, run_script
 
 from uniform_sac import Args
@@ -20,8 +21,9 @@ CONFIG = [
 ]  # fmt: skip
 
 
-def test_sac_learns_an_easy_task_pair(workdir):
-    result = run_script("uniform_sac.py", *CONFIG, "--run-name", "learn", cwd=workdir, timeout=900)
+@pytest.mark.parametrize("flags", [[], ["--bf16"]], ids=["fp32", "bf16"])
+def test_sac_learns_an_easy_task_pair(workdir, flags):
+    result = run_script("uniform_sac.py", *CONFIG, *flags, "--run-name", "learn", cwd=workdir, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     success = defaultdict(list)
     for row in csv.DictReader(open(os.path.join(workdir, "runs", "learn", "eval.csv"))):
