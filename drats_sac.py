@@ -3,6 +3,7 @@
 # their target return more often. This is uniform_sac.py plus the blocks marked DRATS, so
 # `diff uniform_sac.py drats_sac.py` shows the method and nothing else.
 import csv
+import ctypes.util
 import dataclasses
 import json
 import math
@@ -19,7 +20,9 @@ from functools import partial
 from importlib.metadata import version
 from typing import Literal
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering for --capture-video; set before mujoco loads
+# headless rendering for --capture-video, set before mujoco loads: EGL, or rendering off where no EGL library
+# is installed (as on many GPU nodes), so that mujoco still loads
+os.environ.setdefault("MUJOCO_GL", "egl" if ctypes.util.find_library("EGL") else "disable")
 
 import gymnasium as gym
 import metaworld
@@ -166,6 +169,8 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
     args.checkpoint_interval = args.checkpoint_interval or args.eval_interval
     if args.checkpoint_interval < 1:
         fail(f"--checkpoint-interval must be at least 1, got {args.checkpoint_interval}")
+    if args.capture_video and os.environ["MUJOCO_GL"].lower() in ("disable", "disabled", "off", "false", "0"):
+        fail("--capture-video: no OpenGL library to render with (install libEGL, e.g. apt install libegl1, or set MUJOCO_GL=osmesa)")
     if args.cudagraphs and not (args.cuda and torch.cuda.is_available()):
         fail("--cudagraphs needs a CUDA device (and --cuda); on a CPU, --bf16 is the fast path")
     # ---- DRATS ----
@@ -895,6 +900,9 @@ if __name__ == "__main__":
         else:
             actions = actor.act(obs)
             check_finite(logs, global_step)  # free: moving the actions to the host waited for the last update
+        learning = global_step > args.learning_starts and buffer_ready
+        if learning:  # launched before the env step: on a GPU the update runs while the CPU steps the envs
+            logs = learn()  # (it learns from the buffer as it was before this step's transitions)
         next_obs, rewards, terminations, truncations, infos = envs.step(actions)
         episode_return += rewards
         episode_success |= infos["success"] > 0
@@ -936,14 +944,12 @@ if __name__ == "__main__":
             round_index += 1
         obs = next_obs
 
-        if global_step > args.learning_starts and buffer_ready:
-            logs = learn()
-            if step % 100 == 0:
-                qf_loss, actor_loss, alpha_loss, q_value = logs.tolist()
-                writer.add_scalar("losses/qf_loss", qf_loss, global_step)
-                writer.add_scalar("losses/actor_loss", actor_loss, global_step)
-                writer.add_scalar("losses/alpha_loss", alpha_loss, global_step)
-                writer.add_scalar("losses/qf_values", q_value, global_step)
+        if learning and step % 100 == 0:
+            qf_loss, actor_loss, alpha_loss, q_value = logs.tolist()
+            writer.add_scalar("losses/qf_loss", qf_loss, global_step)
+            writer.add_scalar("losses/actor_loss", actor_loss, global_step)
+            writer.add_scalar("losses/alpha_loss", alpha_loss, global_step)
+            writer.add_scalar("losses/qf_values", q_value, global_step)
         if step % 100 == 0:
             sps = int((global_step - start_step * args.num_envs) / (time.time() - start_time))
             writer.add_scalar("charts/SPS", sps, global_step)

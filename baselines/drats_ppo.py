@@ -4,6 +4,7 @@
 # rollouts. This is uniform_ppo.py plus the blocks marked DRATS, which are the same text as in
 # drats_sac.py, so `diff uniform_ppo.py drats_ppo.py` shows the method and nothing else.
 import csv
+import ctypes.util
 import dataclasses
 import json
 import math
@@ -20,7 +21,9 @@ from functools import partial
 from importlib.metadata import version
 from typing import Literal
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering for --capture-video; set before mujoco loads
+# headless rendering for --capture-video, set before mujoco loads: EGL, or rendering off where no EGL library
+# is installed (as on many GPU nodes), so that mujoco still loads
+os.environ.setdefault("MUJOCO_GL", "egl" if ctypes.util.find_library("EGL") else "disable")
 
 import gymnasium as gym
 import metaworld
@@ -160,6 +163,8 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
     args.checkpoint_interval = args.checkpoint_interval or args.eval_interval
     if args.checkpoint_interval < 1:
         fail(f"--checkpoint-interval must be at least 1, got {args.checkpoint_interval}")
+    if args.capture_video and os.environ["MUJOCO_GL"].lower() in ("disable", "disabled", "off", "false", "0"):
+        fail("--capture-video: no OpenGL library to render with (install libEGL, e.g. apt install libegl1, or set MUJOCO_GL=osmesa)")
     # ---- DRATS ----
     args.drats_window = args.drats_window or args.num_steps
     args.drats_eps = 1 / (4 * k) if args.drats_eps is None else args.drats_eps

@@ -3,6 +3,7 @@
 # whole episodes from every env slot, clipped policy updates with a KL early stop. drats_ppo.py is
 # this file plus the DRATS task sampler, so `diff uniform_ppo.py drats_ppo.py` shows the method.
 import csv
+import ctypes.util
 import dataclasses
 import json
 import math
@@ -19,7 +20,9 @@ from functools import partial
 from importlib.metadata import version
 from typing import Literal
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering for --capture-video; set before mujoco loads
+# headless rendering for --capture-video, set before mujoco loads: EGL, or rendering off where no EGL library
+# is installed (as on many GPU nodes), so that mujoco still loads
+os.environ.setdefault("MUJOCO_GL", "egl" if ctypes.util.find_library("EGL") else "disable")
 
 import gymnasium as gym
 import metaworld
@@ -143,6 +146,8 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
     args.checkpoint_interval = args.checkpoint_interval or args.eval_interval
     if args.checkpoint_interval < 1:
         fail(f"--checkpoint-interval must be at least 1, got {args.checkpoint_interval}")
+    if args.capture_video and os.environ["MUJOCO_GL"].lower() in ("disable", "disabled", "off", "false", "0"):
+        fail("--capture-video: no OpenGL library to render with (install libEGL, e.g. apt install libegl1, or set MUJOCO_GL=osmesa)")
     benchmark = f"custom{k}" if args.tasks else args.env_id
     args.run_name = args.run_name or f"{benchmark}__{args.exp_name}__{args.seed}__{int(time.time())}"
     if not resuming and os.path.exists(os.path.join("runs", args.run_name)):

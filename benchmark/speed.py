@@ -60,6 +60,11 @@ class Args:
     """also run the full training loop (the slow part on a CPU; --no-loop measures updates only)"""
     loop_updates: int = 200
     """vector steps with updates that the full-loop measurement times (at least 100)"""
+    vector_strategy: Literal["sync", "async"] = "sync"
+    """how the full loop steps its envs (uniform_sac.py's --vector-strategy; async: one process per env)"""
+    eval_loop: tuple[Literal["fp32", "bf16", "compile", "compile+bf16", "cudagraphs", "cudagraphs+bf16"], ...] = ()
+    """modes whose full loop is also timed up to its first evaluation at the default interval (200,000 env steps,
+    50 episodes per task), evaluation included: the rate a real run gets (minutes per configuration and mode on a GPU)"""
     cuda: bool = True
     """use CUDA when it is available"""
     out: str | None = None
@@ -134,9 +139,11 @@ def measure_update(config: str, mode: str, device: torch.device, args: Args) -> 
     return {"updates_per_s": 1 / seconds, "flops": flops, "device_memory": memory, "num_envs": run_args.num_envs}
 
 
-def measure_loop(config: str, mode: str, device: torch.device, args: Args) -> dict:
-    """Env steps/s of uniform_sac.py itself, evaluation off, timed between the TensorBoard SPS points
-    that come after updates have started (and after compilation), and the process's peak memory."""
+def measure_loop(config: str, mode: str, device: torch.device, args: Args, with_eval: bool = False) -> dict:
+    """Env steps/s of uniform_sac.py itself, timed between the TensorBoard SPS points that come after
+    updates have started (and after compilation), and the process's peak memory. Evaluation off; or,
+    with_eval, the run goes to its first evaluation at the default interval and the time is taken up to
+    the end of that evaluation."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run_args = learner_args(config, mode, device)
@@ -145,10 +152,13 @@ def measure_loop(config: str, mode: str, device: torch.device, args: Args) -> di
     learning_starts = -(-k // run_args.num_envs) * run_args.num_envs * run_args.max_episode_steps
     start = learning_starts + 100 * run_args.num_envs  # SPS points from here have 100 updates (and compilation) behind them
     total = start + args.loop_updates * run_args.num_envs
+    evaluation = ["--eval-interval", str(10**12), "--eval-episodes", "1"]
+    if with_eval:
+        total, evaluation = SACArgs.eval_interval, []
     argv, _ = CONFIGS[config]
     with tempfile.TemporaryDirectory() as workdir:
         command = [sys.executable, os.path.join(ROOT, "uniform_sac.py"), *argv, *MODES[mode], "--total-timesteps", str(total), "--learning-starts", str(learning_starts),
-                   "--eval-interval", str(10**12), "--eval-episodes", "1", "--no-checkpoint-buffer", "--run-name", "loop",
+                   *evaluation, "--vector-strategy", args.vector_strategy, "--no-checkpoint-buffer", "--run-name", "loop",
                    "--cuda" if device.type == "cuda" else "--no-cuda"]  # fmt: skip
         process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                    env={**os.environ, "WANDB_MODE": "disabled"})  # fmt: skip
@@ -159,6 +169,8 @@ def measure_loop(config: str, mode: str, device: torch.device, args: Args) -> di
         events = EventAccumulator(os.path.join(workdir, "runs", "loop"), size_guidance={"scalars": 0})
         events.Reload()
         points = [(e.step, e.wall_time) for e in events.Scalars("charts/SPS") if e.step >= start]
+        if with_eval:  # up to the end of the evaluation
+            points += [(e.step, e.wall_time) for e in events.Scalars("eval/mean_success_rate")]
     (first_step, first_time), (last_step, last_time) = points[0], points[-1]
     rss = usage.ru_maxrss * (1 if platform.system() == "Darwin" else 1024)
     return {"env_steps_per_s": (last_step - first_step) / (last_time - first_time), "rss": rss}
@@ -213,21 +225,24 @@ def main(args: Args):
             rate = flops * result["updates_per_s"]
             precision = "bf16" if "bf16" in mode else "fp32"
             bound = result["updates_per_s"] * result["num_envs"]
-            loop = {}
+            loop, with_eval = {}, None
             if args.loop:
                 print(f"{config} {mode}: full loop ...", flush=True)
                 loop = measure_loop(config, mode, device, args)
+            if mode in args.eval_loop:
+                print(f"{config} {mode}: full loop with its first evaluation ...", flush=True)
+                with_eval = measure_loop(config, mode, device, args, with_eval=True)["env_steps_per_s"]
             memory = result["device_memory"] if device.type == "cuda" else loop.get("rss")
             rows.append([
                 config, mode, f"{result['updates_per_s']:,.1f}", f"{result['updates_per_s'] / reference['updates_per_s']:.2f}x",
                 f"{flops / 1e9:.2f}", f"{rate / 1e9:,.0f}", f"{rate / peak[precision][0]:.0%} of {precision}",
                 f"{bound:,.0f}", f"{loop['env_steps_per_s']:,.0f}" if loop else "", f"{loop['env_steps_per_s'] / bound:.0%}" if loop else "",
-                fmt_bytes(memory),
+                *([f"{with_eval:,.0f}" if with_eval else ""] if args.eval_loop else []), fmt_bytes(memory),
             ])  # fmt: skip
             print("  " + " | ".join(rows[-1]), flush=True)
 
     header = ["config", "mode", "updates/s", "vs fp32", "GFLOP/update", "GFLOP/s", "of matmul peak", "update-only bound (env steps/s)",
-              "full loop (env steps/s)", "loop / bound", "peak memory"]  # fmt: skip
+              "full loop (env steps/s)", "loop / bound", *(["with evaluation (env steps/s)"] if args.eval_loop else []), "peak memory"]  # fmt: skip
     table = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"] + ["| " + " | ".join(row) + " |" for row in rows]
     command = "python benchmark/speed.py " + " ".join(sys.argv[1:])
     text = "\n".join([
@@ -235,7 +250,9 @@ def main(args: Args):
         f"Matmul peak measured in the same run: fp32 {peak['fp32'][0] / 1e9:,.0f} GFLOP/s ({peak['fp32'][1]}), "
         f"bf16 {peak['bf16'][0] / 1e9:,.0f} GFLOP/s ({peak['bf16'][1]}). GFLOP/update counts the matmuls of one fp32 "
         f"update (forward and backward); the update-only bound is updates/s x env slots (one update per vector step); "
-        f"the full loop is uniform_sac.py itself with evaluation off; peak memory is the training process's max RSS "
+        f"the full loop is uniform_sac.py itself (--vector-strategy {args.vector_strategy}) with evaluation off"
+        + ("; with evaluation: the same loop up to the end of its first evaluation at the default interval (200,000 env steps, "
+           "50 episodes per task)" if args.eval_loop else "") + "; peak memory is the training process's max RSS "
         f"(CPU) or the device's max allocated memory during the update measurement (GPU).",
         "",
         *table,

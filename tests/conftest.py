@@ -16,9 +16,9 @@ TINY = [
 ]  # fmt: skip
 
 
-def run_script(script: str, *args: str, cwd: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run one of the project's scripts as a user would, in `cwd` (where runs/ lands)."""
-    env = {**os.environ, "WANDB_MODE": "disabled"}
+def run_script(script: str, *args: str, cwd: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run one of the project's scripts as a user would, in `cwd` (where runs/ lands), with `env` added to its environment."""
+    env = {**os.environ, "WANDB_MODE": "disabled", **(env or {})}
     return subprocess.run(
         [sys.executable, os.path.join(ROOT, script), *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,

@@ -21,14 +21,19 @@ CONFIG = [
 ]  # fmt: skip
 
 
+def mean_success_by_step(eval_csv: str) -> dict[int, float]:
+    """Mean success over the tasks at each evaluation of an eval.csv."""
+    success = defaultdict(list)
+    for row in csv.DictReader(open(eval_csv)):
+        success[int(row["global_step"])].append(float(row["success_rate"]))
+    return {step: float(np.mean(rates)) for step, rates in sorted(success.items())}
+
+
 @pytest.mark.parametrize("flags", [[], ["--bf16"]], ids=["fp32", "bf16"])
 def test_sac_learns_an_easy_task_pair(workdir, flags):
     result = run_script("uniform_sac.py", *CONFIG, *flags, "--run-name", "learn", cwd=workdir, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    success = defaultdict(list)
-    for row in csv.DictReader(open(os.path.join(workdir, "runs", "learn", "eval.csv"))):
-        success[int(row["global_step"])].append(float(row["success_rate"]))
-    mean_success = {step: np.mean(rates) for step, rates in sorted(success.items())}
+    mean_success = mean_success_by_step(os.path.join(workdir, "runs", "learn", "eval.csv"))
     baseline = random_policy_success(Args(tasks=tuple(TASKS), seed=1, num_envs=1, max_episode_steps=100), 20)
     assert baseline <= 0.15
     # the last two evaluations (15k and 20k env steps) both clearly above the random policy

@@ -77,6 +77,16 @@ def test_bad_input_stops_at_once_with_one_clear_line(workdir, args, expected):
     assert not os.path.exists(os.path.join(workdir, "runs", "bad"))
 
 
+def test_without_an_egl_library_runs_train_and_only_video_is_refused(workdir):
+    # what the script sets where no EGL library is installed, as on many GPU nodes
+    no_egl = {"MUJOCO_GL": "disable"}
+    result = run_script("uniform_sac.py", "--tasks", "reach-v3", "--capture-video", "--run-name", "video", cwd=workdir, timeout=60, env=no_egl)
+    assert result.returncode != 0 and "--capture-video: no OpenGL library to render with" in result.stderr
+    assert "Traceback" not in result.stderr and not os.path.exists(os.path.join(workdir, "runs", "video"))
+    result = run_script("uniform_sac.py", "--tasks", "reach-v3", "--total-timesteps", "600", *TINY, "--run-name", "ok", cwd=workdir, env=no_egl)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 def test_an_existing_run_directory_is_never_overwritten(workdir):
     run_dir = os.path.join(workdir, "runs", "mine")
     os.makedirs(run_dir)
