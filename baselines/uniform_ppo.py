@@ -26,7 +26,6 @@ os.environ.setdefault("MUJOCO_GL", "egl" if ctypes.util.find_library("EGL") else
 
 import gymnasium as gym
 import metaworld
-import metaworld.evaluation
 import numpy as np
 import torch
 import torch.nn as nn
@@ -89,6 +88,8 @@ class Args:
     (unset: 200,000 x number of tasks: 2M on MT10, 10M on MT50)"""
     eval_episodes: int = 50
     """evaluation episodes per task, deterministic policy (the mean action), success at any step counts"""
+    eval_envs_per_task: int = 1
+    """eval envs per task, sharing its episodes (with --vector-strategy async, one process each: evaluation spread over more cores)"""
     run_name: str | None = None
     """run directory under runs/ (unset: <env-id or customK>__<exp-name>__<seed>__<unix time>)"""
     cuda: bool = True
@@ -143,6 +144,8 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
         fail(f"--gamma and --gae-lambda must lie in [0, 1], got {args.gamma} and {args.gae_lambda}")
     if args.eval_interval < 1 or args.eval_episodes < 1:
         fail("--eval-interval and --eval-episodes must be at least 1")
+    if not 1 <= args.eval_envs_per_task <= args.eval_episodes:
+        fail(f"--eval-envs-per-task must be between 1 and --eval-episodes ({args.eval_episodes}), got {args.eval_envs_per_task}")
     args.checkpoint_interval = args.checkpoint_interval or args.eval_interval
     if args.checkpoint_interval < 1:
         fail(f"--checkpoint-interval must be at least 1, got {args.checkpoint_interval}")
@@ -244,7 +247,7 @@ def make_task_env(task: int, seed: int, task_names: list[str], goals: list[list]
     env.seed(seed)
     env = gym.wrappers.TimeLimit(env, max_episode_steps)
     env = AutoTerminateOnSuccessWrapper(env)
-    env.toggle_terminate_on_success(False)  # training episodes never end early; metaworld.evaluation turns it on
+    env.toggle_terminate_on_success(False)  # training episodes never end early; evaluation turns it on
     env = OneHotWrapper(env, task, len(task_names))
     env = gym.wrappers.RecordEpisodeStatistics(env)
     env = RandomTaskSelectWrapper(env, goals[task])
@@ -314,8 +317,10 @@ def make_envs(args: Args, task_names: list[str], goals: list[list]):
         [partial(TaskSlot, slot, pools[slot], obs_space, act_space) for slot in range(args.num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.DISABLED,
     )
-    eval_envs = vector_env(  # seeded as Meta-World/custom-mt-envs seeds its envs; same-step autoreset as it has
-        [partial(build, task, args.seed + task) for task in range(len(task_names))],
+    # the first eval env of each task seeded as Meta-World/custom-mt-envs seeds its envs; same-step autoreset as it has
+    eval_seed = lambda task, copy: args.seed + task if copy == 0 else int(np.random.SeedSequence((args.seed, task, copy)).generate_state(1)[0])  # noqa: E731
+    eval_envs = vector_env(
+        [partial(build, task, eval_seed(task, copy)) for task in range(len(task_names)) for copy in range(args.eval_envs_per_task)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
     return envs, eval_envs
@@ -392,7 +397,7 @@ class Agent(nn.Module):
 
 
 class EvalAgent:
-    """The agent interface of metaworld.evaluation: deterministic actions, nothing to reset."""
+    """The agent interface of Meta-World's evaluation: deterministic actions, nothing to reset."""
 
     def __init__(self, agent: Agent):
         self.agent = agent
@@ -402,6 +407,30 @@ class EvalAgent:
 
     def reset(self, env_mask: np.ndarray):
         pass
+
+
+def evaluation(agent: EvalAgent, eval_envs, num_episodes: int, envs_per_task: int) -> tuple[np.ndarray, list[list[float]]]:
+    """Meta-World's MT evaluation, as metaworld.evaluation.evaluation runs it: deterministic episodes that end
+    at success or at the step limit, one batched policy call per step over all eval envs; per task, the
+    success rate and the returns of `num_episodes` episodes. The eval envs are task by task, `envs_per_task`
+    each, and a task's episodes are shared out between its envs, each playing its own share one after
+    another (counting whichever episodes finish first would favour the short, successful ones)."""
+    num_envs = eval_envs.num_envs
+    task = np.arange(num_envs) // envs_per_task
+    share = num_episodes // envs_per_task + (np.arange(num_envs) % envs_per_task < num_episodes % envs_per_task)
+    eval_envs.call("toggle_terminate_on_success", True)
+    obs, _ = eval_envs.reset()
+    played = np.zeros(num_envs, dtype=np.int64)
+    successes, returns = np.zeros(num_envs // envs_per_task), [[] for _ in range(num_envs // envs_per_task)]
+    while (played < share).any():
+        obs, _, terminations, truncations, infos = eval_envs.step(agent.eval_action(obs))
+        counted = (terminations | truncations) & (played < share)
+        for i in np.flatnonzero(counted):
+            returns[task[i]].append(float(infos["final_info"]["episode"]["r"][i]))
+            successes[task[i]] += int(infos["final_info"]["success"][i])
+        played += counted
+    eval_envs.call("toggle_terminate_on_success", False)
+    return successes / num_episodes, returns
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, last_values: torch.Tensor, gamma: float, lam: float):
@@ -559,7 +588,9 @@ if __name__ == "__main__":
         video_envs = [make_task_env(t, args.seed + 20_000 + t, task_names, goals, args.max_episode_steps, True) for t in range(num_tasks)]
 
     def evaluate(global_step: int) -> float:
-        mean_success, _, success, returns = metaworld.evaluation.evaluation(EvalAgent(agent), eval_envs, args.eval_episodes)
+        success_rates, task_returns = evaluation(EvalAgent(agent), eval_envs, args.eval_episodes, args.eval_envs_per_task)
+        mean_success = float(np.mean(success_rates))
+        success, returns = dict(zip(task_names, success_rates.tolist())), dict(zip(task_names, task_returns))
         for name in task_names:
             eval_csv.writerow([global_step, name, success[name], float(np.mean(returns[name]))])
             writer.add_scalar(f"eval/success_rate/{name}", success[name], global_step)

@@ -65,6 +65,8 @@ class Args:
     eval_loop: tuple[Literal["fp32", "bf16", "compile", "compile+bf16", "cudagraphs", "cudagraphs+bf16"], ...] = ()
     """modes whose full loop is also timed up to its first evaluation at the default interval (200,000 env steps,
     50 episodes per task), evaluation included: the rate a real run gets (minutes per configuration and mode on a GPU)"""
+    eval_envs_per_task: int = 1
+    """eval envs per task in the --eval-loop runs (uniform_sac.py's --eval-envs-per-task)"""
     cuda: bool = True
     """use CUDA when it is available"""
     out: str | None = None
@@ -154,7 +156,7 @@ def measure_loop(config: str, mode: str, device: torch.device, args: Args, with_
     total = start + args.loop_updates * run_args.num_envs
     evaluation = ["--eval-interval", str(10**12), "--eval-episodes", "1"]
     if with_eval:
-        total, evaluation = SACArgs.eval_interval, []
+        total, evaluation = SACArgs.eval_interval, ["--eval-envs-per-task", str(args.eval_envs_per_task)]
     argv, _ = CONFIGS[config]
     with tempfile.TemporaryDirectory() as workdir:
         command = [sys.executable, os.path.join(ROOT, "uniform_sac.py"), *argv, *MODES[mode], "--total-timesteps", str(total), "--learning-starts", str(learning_starts),
@@ -200,6 +202,9 @@ def main(args: Args):
         sys.exit(f"error: --modes: {', '.join(refused)} needs a CUDA device; here: {' '.join(supported)}")
     if "fp32" not in modes:
         modes.insert(0, "fp32")  # the reference every ratio is taken against
+    unmeasured = [m for m in args.eval_loop if m not in modes]
+    if unmeasured:
+        sys.exit(f"error: --eval-loop: {', '.join(unmeasured)} is not among the measured --modes ({' '.join(modes)})")
     if args.updates < 1 or args.loop_updates < 100:
         sys.exit("error: --updates must be at least 1 and --loop-updates at least 100")
     out = args.out or os.path.join(ROOT, "docs", f"speed-{device.type}.md")
