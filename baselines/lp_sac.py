@@ -926,10 +926,18 @@ if __name__ == "__main__":
         else:
             actions = actor.act(obs)
             check_finite(logs, global_step)  # free: moving the actions to the host waited for the last update
+        # The update runs while the envs step: on a GPU it is launched and runs by itself, and with
+        # --vector-strategy async the envs step in their own processes. It learns from the buffer as it
+        # was before this step's transitions.
         learning = global_step > args.learning_starts and buffer_ready
-        if learning:  # launched before the env step: on a GPU the update runs while the CPU steps the envs
-            logs = learn()  # (it learns from the buffer as it was before this step's transitions)
-        next_obs, rewards, terminations, truncations, infos = envs.step(actions)
+        if args.vector_strategy == "async":
+            envs.step_async(actions)
+        if learning:
+            logs = learn()
+        if args.vector_strategy == "async":
+            next_obs, rewards, terminations, truncations, infos = envs.step_wait()
+        else:
+            next_obs, rewards, terminations, truncations, infos = envs.step(actions)
         episode_return += rewards
         episode_success |= infos["success"] > 0
         # Truncation at the episode limit is not a terminal state: the target bootstraps from

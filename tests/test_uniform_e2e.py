@@ -44,6 +44,22 @@ def test_tiny_run_writes_config_eval_and_episodes(workdir):
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(run_dir))
 
 
+def test_async_envs_step_while_the_update_runs_and_share_evaluation(workdir):
+    # --vector-strategy async: the update runs between step_async and step_wait; 4 eval episodes per
+    # task shared between 3 eval envs per task (shares 2, 1, 1), each in its own process
+    result = run_script(
+        "uniform_sac.py", "--tasks", "reach-v3", "push-v3", "--total-timesteps", "1200", *TINY, "--eval-episodes", "4",
+        "--vector-strategy", "async", "--eval-envs-per-task", "3", "--run-name", "async", cwd=workdir, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = os.path.join(workdir, "runs", "async")
+    evals = read_csv(os.path.join(run_dir, "eval.csv"))
+    assert [(int(r["global_step"]), r["task"]) for r in evals] == [(s, t) for s in (1000, 1200) for t in ("reach-v3", "push-v3")]
+    assert all(float(r["success_rate"]) in (0.0, 0.25, 0.5, 0.75, 1.0) for r in evals)
+    assert len(read_csv(os.path.join(run_dir, "episodes.csv"))) == 24  # 12 rounds of 2 slots
+    assert "losses/qf_loss" in open(next(os.path.join(run_dir, n) for n in os.listdir(run_dir) if n.startswith("events")), "rb").read().decode("latin-1")
+
+
 def test_fewer_slots_than_tasks_rotate_so_every_task_gets_the_same_steps(workdir):
     tasks = ["reach-v3", "push-v3", "drawer-close-v3"]
     result = run_script(
