@@ -387,7 +387,9 @@ class MultiHeadMLP(nn.Module):
     def forward(self, x: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
         """x: (batch, in_dim), task: (batch,) -> (ensemble, batch, out_dim)"""
         for layer, (w, b) in enumerate(zip(self.weights, self.biases)):
-            x = torch.matmul(x, w) + b
+            # the bias added by the matmul itself: under --bf16 a separate `+ b` would add a bf16 product to an
+            # fp32 bias in fp32 and cast the result back for the next layer (on a CPU, half the update's time)
+            x = torch.baddbmm(b, x.expand(w.shape[0], -1, -1) if x.dim() == 2 else x, w)
             if layer < len(self.weights) - 1:
                 x = F.relu(x)
         heads = x.unflatten(-1, (self.num_tasks, self.out_dim))
