@@ -8,33 +8,19 @@ import os
 
 import pytest
 import torch
-import tyro
 from conftest import random_policy_success, run_script
 from test_learning import CONFIG as LEARNING_CONFIG
 from test_learning import TASKS, mean_success_by_step
+from test_speed import learner
 
-from uniform_sac import Args, make_learner, resolve_args
+from uniform_sac import Args
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-K, OBS, ACT = 2, 39 + 2, 4
-
-
-def cuda_learner(*flags):
-    args = resolve_args(tyro.cli(Args, args=["--tasks", "reach-v3", "push-v3", "--hidden-dims", "64", "64", "--batch-size", "128",
-                                             "--buffer-size", "2000", "--run-name", "gpu-test", *flags]))  # fmt: skip
-    torch.manual_seed(0)
-    parts = make_learner(args, OBS, ACT, K, torch.device("cuda"))
-    rb = parts[5]
-    generator = torch.Generator().manual_seed(1)
-    for buffer in (rb.obs, rb.next_obs, rb.actions, rb.rewards):
-        buffer.copy_(torch.randn(buffer.shape, generator=generator))
-    rb.size.fill_(rb.capacity)
-    return parts
 
 
 @pytest.mark.parametrize("flags", [[], ["--bf16"]], ids=["fp32", "bf16"])
 def test_cudagraphs_update_matches_eager(flags):
-    eager, captured = cuda_learner(*flags), cuda_learner("--cudagraphs", *flags)
+    eager, captured = learner(*flags, device="cuda"), learner("--cudagraphs", *flags, device="cuda")
     tolerance = {"rtol": 1e-4, "atol": 1e-5} if not flags else {"rtol": 2e-2, "atol": 2e-3}
     for call in range(6):  # 3 warm-up calls, the capture with its first replay, then plain replays
         torch.manual_seed(call)

@@ -15,11 +15,13 @@ from uniform_sac import Args, make_learner, resolve_args
 K, OBS, ACT = 2, 39 + 2, 4
 
 
-def learner(*flags):
+def learner(*flags, device: str = "cpu"):
+    """A small learner (two tasks, 2 x 32 networks) on `device`, its replay buffer full of random data."""
     args = resolve_args(tyro.cli(Args, args=["--tasks", "reach-v3", "push-v3", "--hidden-dims", "32", "32", "--batch-size", "64",
-                                             "--buffer-size", "2000", "--no-cuda", "--run-name", "speed-test", *flags]))  # fmt: skip
+                                             "--buffer-size", "2000", "--no-cuda" if device == "cpu" else "--cuda",
+                                             "--run-name", "speed-test", *flags]))  # fmt: skip
     torch.manual_seed(0)
-    parts = make_learner(args, OBS, ACT, K, torch.device("cpu"))
+    parts = make_learner(args, OBS, ACT, K, torch.device(device))
     rb = parts[5]
     generator = torch.Generator().manual_seed(1)
     for buffer in (rb.obs, rb.next_obs, rb.actions, rb.rewards):
