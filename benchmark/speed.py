@@ -205,8 +205,8 @@ def main(args: Args):
     unmeasured = [m for m in args.eval_loop if m not in modes]
     if unmeasured:
         sys.exit(f"error: --eval-loop: {', '.join(unmeasured)} is not among the measured --modes ({' '.join(modes)})")
-    if args.updates < 1 or args.loop_updates < 100:
-        sys.exit("error: --updates must be at least 1 and --loop-updates at least 100")
+    if args.updates < 1 or args.loop_updates < 100 or args.eval_envs_per_task < 1:
+        sys.exit("error: --updates and --eval-envs-per-task must be at least 1, and --loop-updates at least 100")
     out = args.out or os.path.join(ROOT, "docs", f"speed-{device.type}.md")
     print(f"{machine(device)}; torch {torch.__version__}")
 

@@ -80,3 +80,15 @@ def test_speed_benchmark_writes_its_table(tmp_path):
     assert [row.split(" | ")[1] for row in rows] == ["fp32", "bf16"]
     gflop = float(rows[0].split(" | ")[4])
     assert 0.1 < gflop < 0.3  # ~0.18 GFLOP: 2 x 128 networks, batch 256, twin critics, forward and backward
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [(["--modes", "fp32", "--eval-loop", "compile"], "--eval-loop: compile is not among the measured --modes"),
+     (["--eval-envs-per-task", "0"], "--eval-envs-per-task must be at least 1")],
+)  # fmt: skip
+def test_speed_benchmark_refuses_bad_settings_at_once(tmp_path, args, expected):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "benchmark", "speed.py"), "--configs", "small", *args,
+                             "--out", str(tmp_path / "speed.md")], check=False, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode != 0 and expected in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "speed.md").exists()
