@@ -94,7 +94,7 @@ class Args:
     torch_deterministic: bool = True
     """torch.backends.cudnn.deterministic"""
     bf16: bool = False
-    """bfloat16 autocast for the networks (weights, optimizer state and losses stay fp32)"""
+    """bfloat16 autocast for the networks (weights, optimizer state and losses stay fp32; on a CPU it needs AVX-512 or AMX)"""
     compile: bool = False
     """torch.compile the losses (forward and backward) and the policy's forward pass (for GPUs: slower on our CPU)"""
     cudagraphs: bool = False
@@ -176,6 +176,10 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
         fail("--capture-video: no OpenGL library to render with (install libEGL, e.g. apt install libegl1, or set MUJOCO_GL=osmesa)")
     if args.cudagraphs and not (args.cuda and torch.cuda.is_available()):
         fail("--cudagraphs needs a CUDA device (and --cuda); on a CPU, --bf16 is the fast path")
+    if args.bf16 and not (args.cuda and torch.cuda.is_available()) and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        # torch's CPU bfloat16 matmul needs AVX-512 or AMX; without them it falls back to a plain loop
+        print("warning: --bf16: this CPU has no AVX-512 or AMX, so torch has no fast bfloat16 matmul here and the "
+              "run will be many times slower than fp32; drop --bf16 on this machine", file=sys.stderr)
     # ---- DRATS ----
     args.drats_eps = 1 / (4 * k) if args.drats_eps is None else args.drats_eps
     args.drats_initial_target = args.drats_initial_target or 10.0 * args.max_episode_steps
@@ -391,7 +395,7 @@ class MultiHeadMLP(nn.Module):
             # fp32 bias in fp32 and cast the result back for the next layer (on a CPU, half the update's time)
             x = torch.baddbmm(b, x.expand(w.shape[0], -1, -1) if x.dim() == 2 else x, w)
             if layer < len(self.weights) - 1:
-                x = F.relu(x)
+                x = F.relu(x, inplace=True)  # the matmul's backward needs its inputs, not its output
         heads = x.unflatten(-1, (self.num_tasks, self.out_dim))
         # the losses and the policy's densities stay fp32 when autocast ran the matmuls in bfloat16
         return heads[:, torch.arange(task.shape[0], device=task.device), task].float()
@@ -571,8 +575,9 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
     target_critic.load_state_dict(critic.state_dict())
     target_critic.requires_grad_(False)
     log_alpha = torch.full((num_tasks,), math.log(args.initial_alpha), device=device, requires_grad=True)
-    # a captured CUDA graph replays Adam's step counter on the device: capturable optimizers
-    adam = partial(torch.optim.Adam, capturable=args.cudagraphs)
+    # fused: one kernel per optimizer step for all its tensors; a captured CUDA graph replays Adam's step counter
+    # on the device: capturable optimizers
+    adam = partial(torch.optim.Adam, capturable=args.cudagraphs, fused=True)
     actor_optimizer = adam(actor.parameters(), lr=args.policy_lr)
     q_optimizer = adam(critic.parameters(), lr=args.q_lr)
     alpha_optimizer = adam([log_alpha], lr=args.alpha_lr)

@@ -90,13 +90,15 @@ def timed(fn, device: torch.device, repeat: int, warmup: int = 3) -> float:
     return (time.perf_counter() - start) / repeat
 
 
-def matmul_peak(device: torch.device, shapes: list[tuple[int, int, int, int]]) -> dict[str, tuple[float, str]]:
-    """The best matrix-multiply rate (FLOP/s) of fp32 and of bf16 over the paths torch offers here, on
-    the given (ensemble, m, k, n) shapes and a large square one."""
-    best = {"fp32": (0.0, ""), "bf16": (0.0, "")}
+def matmul_peak(device: torch.device, shapes: list[tuple[int, int, int, int]], precisions: list[str]) -> dict[str, tuple[float, str]]:
+    """The best matrix-multiply rate (FLOP/s) of each precision ("fp32", "bf16") over the paths torch offers
+    here, on the given (ensemble, m, k, n) shapes and a large square one."""
+    best = {name: (0.0, "") for name in precisions}
     for e, m, k, n in [*shapes, (1, 2048, 2048, 2048)]:
         flops = 2 * e * m * k * n
         for dtype, name in [(torch.float32, "fp32"), (torch.bfloat16, "bf16")]:
+            if name not in precisions:
+                continue
             a = torch.randn(e, m, k, device=device, dtype=dtype)
             b = torch.randn(e, k, n, device=device, dtype=dtype)
             paths = {"torch.matmul": lambda a=a, b=b: torch.matmul(a, b)}
@@ -190,13 +192,18 @@ def machine(device: torch.device) -> str:
             model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         model = platform.processor() or "CPU"
-    return f"{model}, {torch.get_num_threads()} threads"
+    return f"{model} ({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads"
 
 
 def main(args: Args):
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     supported = [m for m in MODES if device.type == "cuda" or not m.startswith("cudagraphs")]
-    modes = list(args.modes or supported)
+    # torch's CPU bfloat16 matmul needs AVX-512 or AMX; without them it is a plain loop, tens of times slower than fp32
+    fast_bf16 = device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if not args.modes and not fast_bf16:
+        print("this CPU has no AVX-512 or AMX (no fast bfloat16 matmul in torch): the bf16 modes are left out; "
+              "--modes bf16 measures them anyway")
+    modes = list(args.modes or [m for m in supported if fast_bf16 or "bf16" not in m])
     refused = [m for m in modes if m not in supported]
     if refused:
         sys.exit(f"error: --modes: {', '.join(refused)} needs a CUDA device; here: {' '.join(supported)}")
@@ -214,7 +221,7 @@ def main(args: Args):
     for config in args.configs:
         run_args = learner_args(config, "fp32", device)
         shapes += [(2, run_args.batch_size, run_args.hidden_dims[0], run_args.hidden_dims[-1]), (1, run_args.batch_size, run_args.hidden_dims[0], run_args.hidden_dims[-1])]
-    peak = matmul_peak(device, sorted(set(shapes)))
+    peak = matmul_peak(device, sorted(set(shapes)), ["fp32", *(["bf16"] if any("bf16" in m for m in modes) else [])])
     for name, (rate, where) in peak.items():
         print(f"matmul peak {name}: {rate / 1e9:,.0f} GFLOP/s ({where})")
 
@@ -252,8 +259,8 @@ def main(args: Args):
     command = "python benchmark/speed.py " + " ".join(sys.argv[1:])
     text = "\n".join([
         f"Measured {datetime.date.today()} on {machine(device)}, torch {torch.__version__}, with `{command.strip()}`.",
-        f"Matmul peak measured in the same run: fp32 {peak['fp32'][0] / 1e9:,.0f} GFLOP/s ({peak['fp32'][1]}), "
-        f"bf16 {peak['bf16'][0] / 1e9:,.0f} GFLOP/s ({peak['bf16'][1]}). GFLOP/update counts the matmuls of one fp32 "
+        "Matmul peak measured in the same run: " + ", ".join(f"{name} {rate / 1e9:,.0f} GFLOP/s ({where})" for name, (rate, where) in peak.items())
+        + ". GFLOP/update counts the matmuls of one fp32 "
         f"update (forward and backward); the update-only bound is updates/s x env slots (one update per vector step); "
         f"the full loop is uniform_sac.py itself (--vector-strategy {args.vector_strategy}) with evaluation off"
         + ("; with evaluation: the same loop up to the end of its first evaluation at the default interval (200,000 env steps, "

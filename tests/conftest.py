@@ -2,6 +2,11 @@ import os
 import subprocess
 import sys
 
+# pytest.ini runs one test worker per core: each worker, and every script it starts, then uses one thread, so
+# that they share the cores instead of fighting over them (set before torch is first imported)
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import metaworld.evaluation
 import numpy as np
 import pytest
