@@ -90,28 +90,25 @@ def timed(fn, device: torch.device, repeat: int, warmup: int = 3) -> float:
     return (time.perf_counter() - start) / repeat
 
 
-def matmul_peak(device: torch.device, shapes: list[tuple[int, int, int, int]], precisions: list[str]) -> dict[str, tuple[float, str]]:
-    """The best matrix-multiply rate (FLOP/s) of each precision ("fp32", "bf16") over the paths torch offers
-    here, on the given (ensemble, m, k, n) shapes and a large square one."""
-    best = {name: (0.0, "") for name in precisions}
-    for e, m, k, n in [*shapes, (1, 2048, 2048, 2048)]:
+def matmul_peak(device: torch.device, shapes: list[tuple[int, int, int, int]], dtype: torch.dtype, square: bool = True) -> tuple[float, str]:
+    """The best matrix-multiply rate (FLOP/s) in `dtype` over the paths torch offers here, on the given
+    (ensemble, m, k, n) shapes and (square) a large square one."""
+    best = (0.0, "")
+    for e, m, k, n in [*shapes, *([(1, 2048, 2048, 2048)] if square else [])]:
         flops = 2 * e * m * k * n
-        for dtype, name in [(torch.float32, "fp32"), (torch.bfloat16, "bf16")]:
-            if name not in precisions:
+        a = torch.randn(e, m, k, device=device, dtype=dtype)
+        b = torch.randn(e, k, n, device=device, dtype=dtype)
+        paths = {"torch.matmul": lambda a=a, b=b: torch.matmul(a, b)}
+        if device.type == "cpu" and e == 1 and dtype == torch.float32 and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+            w = b[0].t().contiguous()  # oneDNN's fp32 GEMM, which on some CPUs beats MKL's sgemm by 2x
+            paths["oneDNN linear"] = lambda a=a[0], w=w: torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], "")
+        for path, fn in paths.items():
+            try:
+                rate = flops / timed(fn, device, repeat=10)
+            except RuntimeError:
                 continue
-            a = torch.randn(e, m, k, device=device, dtype=dtype)
-            b = torch.randn(e, k, n, device=device, dtype=dtype)
-            paths = {"torch.matmul": lambda a=a, b=b: torch.matmul(a, b)}
-            if device.type == "cpu" and e == 1 and dtype == torch.float32 and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
-                w = b[0].t().contiguous()  # oneDNN's fp32 GEMM, which on some CPUs beats MKL's sgemm by 2x
-                paths["oneDNN linear"] = lambda a=a[0], w=w: torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], "")
-            for path, fn in paths.items():
-                try:
-                    rate = flops / timed(fn, device, repeat=10)
-                except RuntimeError:
-                    continue
-                if rate > best[name][0]:
-                    best[name] = (rate, f"{path}, {e}x{m}x{k}x{n}")
+            if rate > best[0]:
+                best = (rate, f"{path}, {e}x{m}x{k}x{n}")
     return best
 
 
@@ -221,7 +218,9 @@ def main(args: Args):
     for config in args.configs:
         run_args = learner_args(config, "fp32", device)
         shapes += [(2, run_args.batch_size, run_args.hidden_dims[0], run_args.hidden_dims[-1]), (1, run_args.batch_size, run_args.hidden_dims[0], run_args.hidden_dims[-1])]
-    peak = matmul_peak(device, sorted(set(shapes)), ["fp32", *(["bf16"] if any("bf16" in m for m in modes) else [])])
+    peak = {"fp32": matmul_peak(device, sorted(set(shapes)), torch.float32)}
+    if any("bf16" in m for m in modes):  # (without a fast bf16 matmul, the large square alone would take many minutes)
+        peak["bf16"] = matmul_peak(device, sorted(set(shapes)), torch.bfloat16, square=fast_bf16)
     for name, (rate, where) in peak.items():
         print(f"matmul peak {name}: {rate / 1e9:,.0f} GFLOP/s ({where})")
 

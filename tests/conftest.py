@@ -54,3 +54,9 @@ def random_policy_success(args, num_episodes: int) -> float:
         return metaworld.evaluation.evaluation(RandomAgent(), eval_envs, num_episodes=num_episodes)[0]
     finally:
         eval_envs.close()
+
+
+def pytest_collection_modifyitems(items):
+    """The learning tests, minutes each, start first: under pytest-xdist the other tests then fill in around
+    them instead of leaving one worker alone with a learning test at the end."""
+    items.sort(key=lambda item: item.path.name not in ("test_learning.py", "test_ppo_learning.py"))

@@ -34,7 +34,9 @@ def mean_success_by_step(eval_csv: str) -> dict[int, float]:
 NO_FAST_BF16 = pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="no AVX-512 or AMX: no fast bfloat16 matmul")
 
 
-@pytest.mark.parametrize("flags", [[], pytest.param(["--bf16"], marks=NO_FAST_BF16), ["--compile"]], ids=["fp32", "bf16", "compile"])
+# in this order (conftest.py starts the learning tests first and pytest-xdist deals them out in turn): fp32 and
+# --compile, the two that always run, go to different workers
+@pytest.mark.parametrize("flags", [[], ["--compile"], pytest.param(["--bf16"], marks=NO_FAST_BF16)], ids=["fp32", "compile", "bf16"])
 def test_sac_learns_an_easy_task_pair(workdir, flags):
     result = run_script("uniform_sac.py", *CONFIG, *flags, "--run-name", "learn", cwd=workdir, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
