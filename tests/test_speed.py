@@ -1,5 +1,5 @@
-"""The fast paths: --bf16 keeps fp32 master weights, --compile computes the same update as eager,
---cudagraphs is refused without a GPU, and benchmark/speed.py writes its table."""
+"""The fast paths: --bf16 keeps fp32 master weights (and warns on a CPU without a fast bf16 matmul), --compile
+computes the same update as eager, --cudagraphs is refused without a GPU, and benchmark/speed.py writes its table."""
 
 import os
 import subprocess
@@ -57,6 +57,14 @@ def test_compiled_update_matches_eager(monkeypatch):
     for module in range(3):  # actor, critic, target critic
         for a, b in zip(eager[module].parameters(), compiled[module].parameters()):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("fast_bf16", [True, False])
+def test_bf16_on_a_cpu_without_a_fast_bf16_matmul_warns(monkeypatch, capsys, fast_bf16):
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: fast_bf16)
+    resolve_args(tyro.cli(Args, args=["--tasks", "reach-v3", "--no-cuda", "--bf16", "--run-name", "bf16-warning"]))
+    warned = "warning: --bf16: this CPU has no AVX-512 or AMX" in capsys.readouterr().err
+    assert warned != fast_bf16
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: --cudagraphs is allowed")
