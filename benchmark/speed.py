@@ -51,7 +51,7 @@ class Args:
     configs: tuple[Literal["mt10", "mt50", "small"], ...] = ("mt10", "mt50", "small")
     """configurations to measure"""
     modes: tuple[Literal["fp32", "bf16", "compile", "compile+bf16", "cudagraphs", "cudagraphs+bf16"], ...] = ()
-    """modes to measure (unset: every mode the device supports; cudagraphs needs a GPU)"""
+    """modes to measure (unset: every mode the device supports; cudagraphs needs a GPU, and bf16 on a CPU AVX-512 or AMX)"""
     updates: int = 20
     """timed updates per measurement (after the warm-up)"""
     warmup: int = 5
