@@ -395,9 +395,11 @@ class MultiHeadMLP(nn.Module):
             self.biases.append(nn.Parameter(torch.empty(ensemble, 1, fan_out).uniform_(-bound, bound)))
         self.num_tasks, self.out_dim = num_tasks, out_dim
 
-    def forward(self, x: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
-        """x: (batch, in_dim), task: (batch,) -> (ensemble, batch, out_dim)"""
+    def forward(self, x: torch.Tensor, task: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        """x: (batch, in_dim), task: (batch,) -> (ensemble, batch, out_dim). frozen: the weights taken detached
+        (same storage), so that a backward reaches x but computes no gradient for the weights."""
         for layer, (w, b) in enumerate(zip(self.weights, self.biases)):
+            w, b = (w.detach(), b.detach()) if frozen else (w, b)
             # the bias added by the matmul itself: under --bf16 a separate `+ b` would add a bf16 product to an
             # fp32 bias in fp32 and cast the result back for the next layer (on a CPU, half the update's time)
             x = torch.baddbmm(b, x.expand(w.shape[0], -1, -1) if x.dim() == 2 else x, w)
@@ -447,8 +449,8 @@ class Critic(nn.Module):
         super().__init__()
         self.net = MultiHeadMLP(obs_dim + act_dim, hidden_dims, 1, num_tasks, ensemble=2)
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([obs, action], -1), task).squeeze(-1)  # (2, batch)
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, task: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        return self.net(torch.cat([obs, action], -1), task, frozen).squeeze(-1)  # (2, batch)
 
 
 class EvalAgent:
@@ -590,7 +592,6 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
     alpha_optimizer = adam([log_alpha], lr=args.alpha_lr)
     rb = MultiTaskReplayBuffer(num_tasks, args.buffer_size // num_tasks, obs_dim, act_dim, device)
     actor_params, critic_params, target_params = list(actor.parameters()), list(critic.parameters()), list(target_critic.parameters())
-    frozen_critic = {name: p.detach() for name, p in critic.named_parameters()}  # same storage, no autograd
     autocast = partial(torch.autocast, device.type, torch.bfloat16, enabled=args.bf16)  # --bf16: matmuls in bfloat16
 
     def critic_loss(obs, actions, rewards, next_obs, terminations, task):
@@ -608,7 +609,7 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
         with autocast():
             pi, log_prob = actor.sample(obs, task)
             # the actor's loss needs no gradient for the critics' weights: it sees them detached
-            q_pi = torch.func.functional_call(critic, frozen_critic, (obs, pi, task)).min(0).values
+            q_pi = critic(obs, pi, task, frozen=True).min(0).values
         actor_loss = (alpha * log_prob - q_pi).mean()
         alpha_loss = (-log_alpha[task] * (log_prob.detach() + args.target_entropy)).mean()
         return actor_loss, alpha_loss
