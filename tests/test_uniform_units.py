@@ -11,7 +11,7 @@ from conftest import random_policy_success
 from metaworld.policies import ENV_POLICY_MAP
 
 import uniform_sac
-from uniform_sac import Args, MultiTaskReplayBuffer, load_goals, make_envs
+from uniform_sac import Args, MultiHeadMLP, MultiTaskReplayBuffer, load_goals, make_envs
 
 TASKS = ("reach-v3", "drawer-close-v3", "button-press-topdown-v3")
 
@@ -35,7 +35,9 @@ def test_buffer_sampling_is_stratified_and_stays_inside_each_task():
             rb.add(torch.tensor([t]), obs, np.zeros((1, 2)), np.array([i]), obs + 0.5, np.zeros(1))
     torch.manual_seed(0)
     obs, actions, rewards, next_obs, terms, task = rb.sample(400)
-    assert obs.shape == (400, 3 + k) and next_obs.shape == (400, 3 + k) and task.shape == (400,)
+    assert obs.shape == (400, 3 + k) and next_obs.shape == (400, 3 + k) and task.shape == (k, 100)
+    assert torch.equal(task, torch.arange(k)[:, None].expand(k, 100))  # task by task: the networks' blocks
+    task = task.flatten()
     assert torch.equal(torch.bincount(task, minlength=k), torch.full((k,), 100))
     assert torch.equal(obs[:, 0].long(), task)  # each sample comes from its own task's buffer
     assert torch.equal(obs[:, 3:].argmax(1), task) and torch.equal(next_obs[:, 3:].argmax(1), task)
@@ -45,6 +47,27 @@ def test_buffer_sampling_is_stratified_and_stays_inside_each_task():
         assert drawn <= set(range(10 * (t + 1))) and len(drawn) > 0.6 * 10 * (t + 1)
     assert torch.equal(rewards, obs[:, 1])  # fields of one transition stay together
     assert torch.equal(next_obs[:, :3], obs[:, :3] + 0.5)
+
+
+@pytest.mark.parametrize("ensemble, out_dim", [(1, 8), (2, 1)])
+def test_task_major_blocks_give_each_sample_its_own_head(ensemble, out_dim):
+    # the update's batches come task by task: block k goes through head k alone, and must get exactly
+    # what picking each sample's head from all heads gives, values and gradients
+    torch.manual_seed(0)
+    k, n = 5, 6
+    net = MultiHeadMLP(13, (32, 32), out_dim, k, ensemble)
+    x = torch.randn(k * n, 13, requires_grad=True)
+    task = torch.arange(k)[:, None].expand(k, n)
+    picked, blocks = net(x, task.flatten()), net(x, task)
+    assert picked.shape == blocks.shape == (ensemble, k * n, out_dim)
+    torch.testing.assert_close(blocks, picked)
+    for g_picked, g_blocks in zip(*(torch.autograd.grad(y.square().sum(), [x, *net.parameters()]) for y in (picked, blocks))):
+        torch.testing.assert_close(g_blocks, g_picked)
+    # and head k is task k's: changing head 2's weights changes block 2 only
+    with torch.no_grad():
+        net.weights[-1][..., 2 * out_dim : 3 * out_dim] += 1.0
+    changed = (net(x, task) != blocks).any(-1).any(0).view(k, n)
+    assert changed[2].all() and not changed[[0, 1, 3, 4]].any()
 
 
 def test_buffer_gives_slots_on_the_same_task_their_own_positions_and_wraps():
