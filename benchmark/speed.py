@@ -37,9 +37,9 @@ from uniform_sac import make_learner, resolve_args  # noqa: E402
 CONFIGS = {
     "mt10": (["--env-id", "MT10"], 10),
     "mt50": (["--env-id", "MT50"], 50),
-    # the learning test's: two tasks, one slot, 100-step episodes, 2 x 128 networks, batch 256
+    # the learning test's: two tasks, one slot, 100-step episodes, 2 x 64 networks, batch 128
     "small": (["--tasks", "drawer-close-v3", "handle-press-v3", "--num-envs", "1", "--max-episode-steps", "100",
-               "--hidden-dims", "128", "128", "--batch-size", "256"], 2),
+               "--hidden-dims", "64", "64", "--batch-size", "128"], 2),
 }  # fmt: skip
 MODES = {"fp32": [], "bf16": ["--bf16"], "compile": ["--compile"], "compile+bf16": ["--compile", "--bf16"], "cudagraphs": ["--cudagraphs"],
          "cudagraphs+bf16": ["--cudagraphs", "--bf16"]}  # fmt: skip

@@ -89,7 +89,7 @@ def test_speed_benchmark_writes_its_table(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| small |")]
     assert [row.split(" | ")[1] for row in rows] == modes
     gflop = float(rows[0].split(" | ")[4])
-    assert 0.1 < gflop < 0.3  # ~0.18 GFLOP: 2 x 128 networks, batch 256, twin critics, forward and backward
+    assert 0.01 < gflop < 0.06  # ~0.03 GFLOP: 2 x 64 networks, batch 128, twin critics, forward and backward
 
 
 @pytest.mark.parametrize(
