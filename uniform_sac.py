@@ -566,7 +566,7 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
     autocast = partial(torch.autocast, device.type, torch.bfloat16, enabled=args.bf16)  # --bf16: matmuls in bfloat16
 
     def critic_loss(obs, actions, rewards, next_obs, terminations, task):
-        alpha = log_alpha.detach().exp()[task].flatten()
+        alpha = log_alpha.detach().exp()[task.flatten()]
         with torch.no_grad(), autocast():
             next_actions, next_log_prob = actor.sample(next_obs, task)
             next_q = target_critic(next_obs, next_actions, task).min(0).values - alpha * next_log_prob
@@ -576,13 +576,13 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
         return F.mse_loss(q, q_target.expand_as(q)), q.detach().mean()
 
     def actor_and_alpha_losses(obs, task):
-        alpha = log_alpha.detach().exp()[task].flatten()
+        alpha = log_alpha.detach().exp()[task.flatten()]
         with autocast():
             pi, log_prob = actor.sample(obs, task)
             # the actor's loss needs no gradient for the critics' weights: it sees them detached
             q_pi = critic(obs, pi, task, frozen=True).min(0).values
         actor_loss = (alpha * log_prob - q_pi).mean()
-        alpha_loss = (-log_alpha[task].flatten() * (log_prob.detach() + args.target_entropy)).mean()
+        alpha_loss = (-log_alpha[task.flatten()] * (log_prob.detach() + args.target_entropy)).mean()
         return actor_loss, alpha_loss
 
     if args.compile:  # the losses' forward and backward graphs, fused by the compiler

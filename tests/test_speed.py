@@ -43,7 +43,17 @@ def test_bf16_trains_fp32_master_weights():
     assert any(not torch.equal(a, b) for a, b in zip(before, actor.parameters()))  # it did learn something
 
 
-def test_compiled_update_matches_eager(monkeypatch):
+@pytest.fixture
+def two_threads():
+    """Two threads while the test runs (pytest-xdist workers have one): the compiler writes other CPU kernels
+    for more than one thread (atomic scatters), and users run with more."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_compiled_update_matches_eager(monkeypatch, two_threads):
     import torch._inductor.config
 
     monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # the compiled code draws eager's noise
