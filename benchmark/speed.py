@@ -90,10 +90,10 @@ def timed(fn, device: torch.device, repeat: int, warmup: int = 3) -> float:
     return (time.perf_counter() - start) / repeat
 
 
-def matmul_peak(device: torch.device, shapes: list[tuple[int, int, int, int]], dtype: torch.dtype, square: bool = True) -> tuple[float, str]:
+def matmul_peak(device: torch.device, shapes: list[tuple[int, int, int, int]], dtype: torch.dtype, square: bool = True) -> tuple[float, str, str]:
     """The best matrix-multiply rate (FLOP/s) in `dtype` over the paths torch offers here, on the given
-    (ensemble, m, k, n) shapes and (square) a large square one."""
-    best = (0.0, "")
+    (ensemble, m, k, n) shapes and (square) a large square one; and each shape's best rate, as text."""
+    best, by_shape = (0.0, ""), {}
     for e, m, k, n in [*shapes, *([(1, 2048, 2048, 2048)] if square else [])]:
         flops = 2 * e * m * k * n
         a = torch.randn(e, m, k, device=device, dtype=dtype)
@@ -109,7 +109,8 @@ def matmul_peak(device: torch.device, shapes: list[tuple[int, int, int, int]], d
                 continue
             if rate > best[0]:
                 best = (rate, f"{path}, {e}x{m}x{k}x{n}")
-    return best
+            by_shape[f"{e}x{m}x{k}x{n}"] = max(rate, by_shape.get(f"{e}x{m}x{k}x{n}", 0.0))
+    return *best, ", ".join(f"{shape} {rate / 1e9:,.0f}" for shape, rate in by_shape.items())
 
 
 def learner_args(config: str, mode: str, device: torch.device) -> SACArgs:
@@ -221,8 +222,8 @@ def main(args: Args):
     peak = {"fp32": matmul_peak(device, sorted(set(shapes)), torch.float32)}
     if any("bf16" in m for m in modes):  # (without a fast bf16 matmul, the large square alone would take many minutes)
         peak["bf16"] = matmul_peak(device, sorted(set(shapes)), torch.bfloat16, square=fast_bf16)
-    for name, (rate, where) in peak.items():
-        print(f"matmul peak {name}: {rate / 1e9:,.0f} GFLOP/s ({where})")
+    for name, (rate, where, by_shape) in peak.items():
+        print(f"matmul peak {name}: {rate / 1e9:,.0f} GFLOP/s ({where}); by shape (GFLOP/s): {by_shape}")
 
     rows = []
     for config in args.configs:
@@ -258,8 +259,9 @@ def main(args: Args):
     command = "python benchmark/speed.py " + " ".join(sys.argv[1:])
     text = "\n".join([
         f"Measured {datetime.date.today()} on {machine(device)}, torch {torch.__version__}, with `{command.strip()}`.",
-        "Matmul peak measured in the same run: " + ", ".join(f"{name} {rate / 1e9:,.0f} GFLOP/s ({where})" for name, (rate, where) in peak.items())
-        + ". GFLOP/update counts the matmuls of one fp32 "
+        "Matmul peak measured in the same run: " + ", ".join(f"{name} {rate / 1e9:,.0f} GFLOP/s ({where})" for name, (rate, _, _) in peak.items())
+        + " (by shape, ensemble x m x k x n, in GFLOP/s: " + "; ".join(f"{name} {by_shape}" for name, (_, _, by_shape) in peak.items())
+        + "; the configs' shapes are those of their hidden layers). GFLOP/update counts the matmuls of one fp32 "
         f"update (forward and backward); the update-only bound is updates/s x env slots (one update per vector step); "
         f"the full loop is uniform_sac.py itself (--vector-strategy {args.vector_strategy}) with evaluation off"
         + ("; with evaluation: the same loop up to the end of its first evaluation at the default interval (200,000 env steps, "
