@@ -51,7 +51,7 @@ class Args:
     configs: tuple[Literal["mt10", "mt50", "small"], ...] = ("mt10", "mt50", "small")
     """configurations to measure"""
     modes: tuple[Literal["fp32", "bf16", "compile", "compile+bf16", "cudagraphs", "cudagraphs+bf16"], ...] = ()
-    """modes to measure (unset: every mode the device supports; cudagraphs needs a GPU, and bf16 on a CPU AVX-512 or AMX)"""
+    """modes to measure (unset: every mode the device supports; cudagraphs needs a GPU, and bf16 on a CPU needs AVX-512 or AMX)"""
     updates: int = 20
     """timed updates per measurement (after the warm-up)"""
     warmup: int = 5
@@ -95,7 +95,7 @@ def matmul_peak(device: torch.device, shapes: list[tuple[int, int, int, int]], d
     (ensemble, m, k, n) shapes and (square) a large square one; and each shape's best rate, as text."""
     best, by_shape = (0.0, ""), {}
     for e, m, k, n in [*shapes, *([(1, 2048, 2048, 2048)] if square else [])]:
-        flops = 2 * e * m * k * n
+        flops, shape = 2 * e * m * k * n, f"{e}x{m}x{k}x{n}"
         a = torch.randn(e, m, k, device=device, dtype=dtype)
         b = torch.randn(e, k, n, device=device, dtype=dtype)
         paths = {"torch.matmul": lambda a=a, b=b: torch.matmul(a, b)}
@@ -108,8 +108,8 @@ def matmul_peak(device: torch.device, shapes: list[tuple[int, int, int, int]], d
             except RuntimeError:
                 continue
             if rate > best[0]:
-                best = (rate, f"{path}, {e}x{m}x{k}x{n}")
-            by_shape[f"{e}x{m}x{k}x{n}"] = max(rate, by_shape.get(f"{e}x{m}x{k}x{n}", 0.0))
+                best = (rate, f"{path}, {shape}")
+            by_shape[shape] = max(rate, by_shape.get(shape, 0.0))
     return *best, ", ".join(f"{shape} {rate / 1e9:,.0f}" for shape, rate in by_shape.items())
 
 
