@@ -6,7 +6,8 @@
 # For each configuration (MT10 and MT50 at the paper's scale, and the small one of the learning test)
 # and each mode (eager fp32, --bf16, --compile, both, and --cudagraphs on a GPU) it measures
 # - updates/s of `learn`, the very function the training loop calls (imported from uniform_sac.py),
-#   on a replay buffer of random data;
+#   on a replay buffer of random data: the median of --repeats timing windows, and their range (our
+#   machines are shared: a neighbour's load can put one window off by 10% or more);
 # - the update's arithmetic (matmul FLOPs counted by torch's FlopCounterMode) per second, against the
 #   best matrix-multiply rate measured in this same run on this device, fp32 and bf16 apart;
 # - the full training loop's env steps/s (uniform_sac.py run for real, eval off, rate between its
@@ -17,6 +18,7 @@
 import datetime
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,7 +55,9 @@ class Args:
     modes: tuple[Literal["fp32", "bf16", "compile", "compile+bf16", "cudagraphs", "cudagraphs+bf16"], ...] = ()
     """modes to measure (unset: every mode the device supports; cudagraphs needs a GPU, and bf16 on a CPU needs AVX-512 or AMX)"""
     updates: int = 20
-    """timed updates per measurement (after the warm-up)"""
+    """timed updates per window (after the warm-up)"""
+    repeats: int = 3
+    """timing windows per update measurement: updates/s is their median, and the table shows their range"""
     warmup: int = 5
     """untimed updates first (compilation and graph capture happen here)"""
     loop: bool = True
@@ -136,9 +140,10 @@ def measure_update(config: str, mode: str, device: torch.device, args: Args) -> 
         with FlopCounterMode(display=False) as counter:
             learn()
         flops = counter.get_total_flops()
-    seconds = timed(learn, device, args.updates, args.warmup)
+    rates = [1 / timed(learn, device, args.updates, args.warmup if window == 0 else 0) for window in range(args.repeats)]
     memory = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
-    return {"updates_per_s": 1 / seconds, "flops": flops, "device_memory": memory, "num_envs": run_args.num_envs}
+    return {"updates_per_s": statistics.median(rates), "range": (min(rates), max(rates)), "flops": flops, "device_memory": memory,
+            "num_envs": run_args.num_envs}  # fmt: skip
 
 
 def measure_loop(config: str, mode: str, device: torch.device, args: Args, with_eval: bool = False) -> dict:
@@ -210,8 +215,8 @@ def main(args: Args):
     unmeasured = [m for m in args.eval_loop if m not in modes]
     if unmeasured:
         sys.exit(f"error: --eval-loop: {', '.join(unmeasured)} is not among the measured --modes ({' '.join(modes)})")
-    if args.updates < 1 or args.loop_updates < 100 or args.eval_envs_per_task < 1:
-        sys.exit("error: --updates and --eval-envs-per-task must be at least 1, and --loop-updates at least 100")
+    if args.updates < 1 or args.repeats < 1 or args.loop_updates < 100 or args.eval_envs_per_task < 1:
+        sys.exit("error: --updates, --repeats and --eval-envs-per-task must be at least 1, and --loop-updates at least 100")
     out = args.out or os.path.join(ROOT, "docs", f"speed-{device.type}.md")
     print(f"{machine(device)}; torch {torch.__version__}")
 
@@ -246,14 +251,15 @@ def main(args: Args):
                 with_eval = measure_loop(config, mode, device, args, with_eval=True)["env_steps_per_s"]
             memory = result["device_memory"] if device.type == "cuda" else loop.get("rss")
             rows.append([
-                config, mode, f"{result['updates_per_s']:,.1f}", f"{result['updates_per_s'] / reference['updates_per_s']:.2f}x",
+                config, mode, f"{result['updates_per_s']:,.1f}", "-".join(f"{r:,.1f}" for r in result["range"]),
+                f"{result['updates_per_s'] / reference['updates_per_s']:.2f}x",
                 f"{flops / 1e9:.2f}", f"{rate / 1e9:,.0f}", f"{rate / peak[precision][0]:.0%} of {precision}",
                 f"{bound:,.0f}", f"{loop['env_steps_per_s']:,.0f}" if loop else "", f"{loop['env_steps_per_s'] / bound:.0%}" if loop else "",
                 *([f"{with_eval:,.0f}" if with_eval else ""] if args.eval_loop else []), fmt_bytes(memory),
             ])  # fmt: skip
             print("  " + " | ".join(rows[-1]), flush=True)
 
-    header = ["config", "mode", "updates/s", "vs fp32", "GFLOP/update", "GFLOP/s", "of matmul peak", "update-only bound (env steps/s)",
+    header = ["config", "mode", "updates/s", "window range", "vs fp32", "GFLOP/update", "GFLOP/s", "of matmul peak", "update-only bound (env steps/s)",
               "full loop (env steps/s)", "loop / bound", *(["with evaluation (env steps/s)"] if args.eval_loop else []), "peak memory"]  # fmt: skip
     table = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"] + ["| " + " | ".join(row) + " |" for row in rows]
     command = "python benchmark/speed.py " + " ".join(sys.argv[1:])
@@ -261,7 +267,8 @@ def main(args: Args):
         f"Measured {datetime.date.today()} on {machine(device)}, torch {torch.__version__}, with `{command.strip()}`.",
         "Matmul peak measured in the same run: " + ", ".join(f"{name} {rate / 1e9:,.0f} GFLOP/s ({where})" for name, (rate, _, _) in peak.items())
         + " (by shape, ensemble x m x k x n, in GFLOP/s: " + "; ".join(f"{name} {by_shape}" for name, (_, _, by_shape) in peak.items())
-        + "; the configs' shapes are those of their hidden layers). GFLOP/update counts the matmuls of one fp32 "
+        + "; the configs' shapes are those of their hidden layers). updates/s is the median of "
+        f"{args.repeats} windows of {args.updates} updates each (window range: the slowest and the fastest); GFLOP/update counts the matmuls of one fp32 "
         f"update (forward and backward); the update-only bound is updates/s x env slots (one update per vector step); "
         f"the full loop is uniform_sac.py itself (--vector-strategy {args.vector_strategy}) with evaluation off"
         + ("; with evaluation: the same loop up to the end of its first evaluation at the default interval (200,000 env steps, "

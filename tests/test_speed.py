@@ -90,7 +90,7 @@ def test_speed_benchmark_writes_its_table(tmp_path):
     modes = ["fp32", "bf16"] if torch.ops.mkldnn._is_mkldnn_bf16_supported() else ["fp32"]
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmark", "speed.py"), "--configs", "small", "--modes", *modes,
-         "--updates", "2", "--warmup", "1", "--no-loop", "--out", str(out)],
+         "--updates", "2", "--warmup", "1", "--repeats", "3", "--no-loop", "--out", str(out)],
         check=False, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -98,14 +98,18 @@ def test_speed_benchmark_writes_its_table(tmp_path):
     assert "matmul peak measured in the same run" in text.lower()
     rows = [line for line in text.splitlines() if line.startswith("| small |")]
     assert [row.split(" | ")[1] for row in rows] == modes
-    gflop = float(rows[0].split(" | ")[4])
+    for row in rows:  # the median of the timing windows lies within their range
+        median, (low, high) = float(row.split(" | ")[2].replace(",", "")), map(float, row.split(" | ")[3].replace(",", "").split("-"))
+        assert 0 < low <= median <= high
+    gflop = float(rows[0].split(" | ")[5])
     assert 0.01 < gflop < 0.06  # ~0.03 GFLOP: 2 x 64 networks, batch 128, twin critics, forward and backward
 
 
 @pytest.mark.parametrize(
     "args, expected",
     [(["--modes", "fp32", "--eval-loop", "compile"], "--eval-loop: compile is not among the measured --modes"),
-     (["--eval-envs-per-task", "0"], "--eval-envs-per-task must be at least 1")],
+     (["--eval-envs-per-task", "0"], "--eval-envs-per-task must be at least 1"),
+     (["--repeats", "0"], "--repeats and --eval-envs-per-task must be at least 1")],
 )  # fmt: skip
 def test_speed_benchmark_refuses_bad_settings_at_once(tmp_path, args, expected):
     result = subprocess.run([sys.executable, os.path.join(ROOT, "benchmark", "speed.py"), "--configs", "small", *args,
