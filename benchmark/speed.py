@@ -16,6 +16,8 @@
 # - peak memory: of the training process (CPU, max RSS) or of the device (GPU, max allocated).
 # It prints a table of ratios and writes it as Markdown (--out).
 import datetime
+import gc
+import math
 import os
 import platform
 import statistics
@@ -55,7 +57,9 @@ class Args:
     modes: tuple[Literal["fp32", "bf16", "compile", "compile+bf16", "cudagraphs", "cudagraphs+bf16"], ...] = ()
     """modes to measure (unset: every mode the device supports; cudagraphs needs a GPU, and bf16 on a CPU needs AVX-512 or AMX)"""
     updates: int = 20
-    """timed updates per window (after the warm-up)"""
+    """timed updates per window, at least (after the warm-up)"""
+    window_s: float = 1.0
+    """seconds per timing window, at least (a fast update gets more than --updates per window)"""
     repeats: int = 3
     """timing windows per update measurement: updates/s is their median, and the table shows their range"""
     warmup: int = 5
@@ -128,6 +132,7 @@ def measure_update(config: str, mode: str, device: torch.device, args: Args) -> 
     run_args = learner_args(config, mode, device)
     k = CONFIGS[config][1]
     torch._dynamo.reset()  # every measurement compiles afresh, as a new training process would
+    gc.collect()  # and the previous measurement's learner (a reference cycle) is gone
     torch.manual_seed(0)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -140,7 +145,13 @@ def measure_update(config: str, mode: str, device: torch.device, args: Args) -> 
         with FlopCounterMode(display=False) as counter:
             learn()
         flops = counter.get_total_flops()
-    rates = [1 / timed(learn, device, args.updates, args.warmup if window == 0 else 0) for window in range(args.repeats)]
+    # the first window also sizes the others: each at least --updates updates and --window-s seconds long
+    seconds = [timed(learn, device, args.updates, args.warmup)]
+    calls = max(args.updates, math.ceil(args.window_s / seconds[0]))
+    if calls > args.updates:
+        seconds = []  # too short to count
+    seconds += [timed(learn, device, calls, warmup=0) for _ in range(args.repeats - len(seconds))]
+    rates = [1 / t for t in seconds]
     memory = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
     return {"updates_per_s": statistics.median(rates), "range": (min(rates), max(rates)), "flops": flops, "device_memory": memory,
             "num_envs": run_args.num_envs}  # fmt: skip
@@ -215,8 +226,8 @@ def main(args: Args):
     unmeasured = [m for m in args.eval_loop if m not in modes]
     if unmeasured:
         sys.exit(f"error: --eval-loop: {', '.join(unmeasured)} is not among the measured --modes ({' '.join(modes)})")
-    if args.updates < 1 or args.repeats < 1 or args.loop_updates < 100 or args.eval_envs_per_task < 1:
-        sys.exit("error: --updates, --repeats and --eval-envs-per-task must be at least 1, and --loop-updates at least 100")
+    if args.updates < 1 or args.repeats < 1 or args.window_s < 0 or args.loop_updates < 100 or args.eval_envs_per_task < 1:
+        sys.exit("error: --updates, --repeats and --eval-envs-per-task must be at least 1, --loop-updates at least 100, and --window-s not negative")
     out = args.out or os.path.join(ROOT, "docs", f"speed-{device.type}.md")
     print(f"{machine(device)}; torch {torch.__version__}")
 
@@ -268,7 +279,7 @@ def main(args: Args):
         "Matmul peak measured in the same run: " + ", ".join(f"{name} {rate / 1e9:,.0f} GFLOP/s ({where})" for name, (rate, _, _) in peak.items())
         + " (by shape, ensemble x m x k x n, in GFLOP/s: " + "; ".join(f"{name} {by_shape}" for name, (_, _, by_shape) in peak.items())
         + "; the configs' shapes are those of their hidden layers). updates/s is the median of "
-        f"{args.repeats} windows of {args.updates} updates each (window range: the slowest and the fastest); GFLOP/update counts the matmuls of one fp32 "
+        f"{args.repeats} timing windows of at least {args.updates} updates and {args.window_s:g} s each (window range: the slowest and the fastest); GFLOP/update counts the matmuls of one fp32 "
         f"update (forward and backward); the update-only bound is updates/s x env slots (one update per vector step); "
         f"the full loop is uniform_sac.py itself (--vector-strategy {args.vector_strategy}) with evaluation off"
         + ("; with evaluation: the same loop up to the end of its first evaluation at the default interval (200,000 env steps, "

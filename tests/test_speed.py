@@ -90,7 +90,7 @@ def test_speed_benchmark_writes_its_table(tmp_path):
     modes = ["fp32", "bf16"] if torch.ops.mkldnn._is_mkldnn_bf16_supported() else ["fp32"]
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmark", "speed.py"), "--configs", "small", "--modes", *modes,
-         "--updates", "2", "--warmup", "1", "--repeats", "3", "--no-loop", "--out", str(out)],
+         "--updates", "2", "--warmup", "1", "--repeats", "3", "--window-s", "0.2", "--no-loop", "--out", str(out)],
         check=False, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -109,7 +109,8 @@ def test_speed_benchmark_writes_its_table(tmp_path):
     "args, expected",
     [(["--modes", "fp32", "--eval-loop", "compile"], "--eval-loop: compile is not among the measured --modes"),
      (["--eval-envs-per-task", "0"], "--eval-envs-per-task must be at least 1"),
-     (["--repeats", "0"], "--repeats and --eval-envs-per-task must be at least 1")],
+     (["--repeats", "0"], "--repeats and --eval-envs-per-task must be at least 1"),
+     (["--window-s", "-1"], "--window-s not negative")],
 )  # fmt: skip
 def test_speed_benchmark_refuses_bad_settings_at_once(tmp_path, args, expected):
     result = subprocess.run([sys.executable, os.path.join(ROOT, "benchmark", "speed.py"), "--configs", "small", *args,
