@@ -276,7 +276,7 @@ def main(args: Args):
     command = "python benchmark/speed.py " + " ".join(sys.argv[1:])
     text = "\n".join([
         f"Measured {datetime.date.today()} on {machine(device)}, torch {torch.__version__}, with `{command.strip()}`.",
-        "Matmul peak measured in the same run: " + ", ".join(f"{name} {rate / 1e9:,.0f} GFLOP/s ({where})" for name, (rate, _, _) in peak.items())
+        "Matmul peak measured in the same run: " + ", ".join(f"{name} {rate / 1e9:,.0f} GFLOP/s ({where})" for name, (rate, where, _) in peak.items())
         + " (by shape, ensemble x m x k x n, in GFLOP/s: " + "; ".join(f"{name} {by_shape}" for name, (_, _, by_shape) in peak.items())
         + "; the configs' shapes are those of their hidden layers). updates/s is the median of "
         f"{args.repeats} timing windows of at least {args.updates} updates and {args.window_s:g} s each (window range: the slowest and the fastest); GFLOP/update counts the matmuls of one fp32 "

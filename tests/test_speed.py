@@ -2,6 +2,7 @@
 computes the same update as eager, --cudagraphs is refused without a GPU, and benchmark/speed.py writes its table."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -96,6 +97,11 @@ def test_speed_benchmark_writes_its_table(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     text = out.read_text()
     assert "matmul peak measured in the same run" in text.lower()
+    # each peak names the path and shape that set it, as the console does, and that shape's own rate is the peak
+    for precision in modes:
+        peak, where, shape = re.search(rf"{precision} ([\d,]+) GFLOP/s \(([^,]+, (\w+))\)", text).groups()
+        assert f"matmul peak {precision}: {peak} GFLOP/s ({where})" in result.stdout
+        assert re.search(rf"{precision} [^;]*\b{shape} {peak}\b", text), (precision, peak, shape)
     rows = [line for line in text.splitlines() if line.startswith("| small |")]
     assert [row.split(" | ")[1] for row in rows] == modes
     for row in rows:  # the median of the timing windows lies within their range
