@@ -385,7 +385,7 @@ class MultiHeadMLP(nn.Module):
     """`ensemble` MLPs evaluated as one chain of batched matmuls: a shared ReLU torso and one output
     head per task. All heads are one matmul; each sample's own head is then picked by its task id. A batch
     of K equal task-major blocks, as the replay buffer draws it, skips the picking: each block goes through
-    its own task's head only, a K times smaller last matmul (MT50's update: 13% fewer FLOPs)."""
+    its own task's head only, a K times smaller last layer (MT50's update: 13% fewer FLOPs)."""
 
     def __init__(self, in_dim: int, hidden_dims, out_dim: int, num_tasks: int, ensemble: int = 1):
         super().__init__()
