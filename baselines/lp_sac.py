@@ -403,7 +403,8 @@ class MultiHeadMLP(nn.Module):
             per_task = lambda t: t.unflatten(-1, (self.num_tasks, self.out_dim)).transpose(1, 2).flatten(0, 1)  # noqa: E731
             x, w, b = x.unflatten(1, task.shape).flatten(0, 1), per_task(w), per_task(b)
             if self.out_dim == 1:  # the critics' heads: one dot product per sample (as a matmul one column wide,
-                out = torch.linalg.vecdot(x, w.mT).unsqueeze(-1) + b  # with its backward, ~5x slower on a CPU)
+                # with its backward, ~5x slower on a CPU); w cast by hand: autocast need not cover vecdot
+                out = torch.linalg.vecdot(x, w.mT.to(x.dtype)).unsqueeze(-1) + b
             else:
                 out = torch.baddbmm(b, x, w)
             return out.unflatten(0, (-1, self.num_tasks)).flatten(1, 2).float()
