@@ -377,7 +377,7 @@ class MultiHeadMLP(nn.Module):
             per_task = lambda t: t.unflatten(-1, (self.num_tasks, self.out_dim)).transpose(1, 2).flatten(0, 1)  # noqa: E731
             x, w, b = x.unflatten(1, task.shape).flatten(0, 1), per_task(w), per_task(b)
             if self.out_dim == 1:  # the critics' heads: one dot product per sample (as a matmul one column wide,
-                # with its backward, ~5x slower on a CPU); w cast by hand: autocast need not cover vecdot
+                # with its backward, 3-5x slower on a CPU); w cast by hand: autocast need not cover vecdot
                 out = torch.linalg.vecdot(x, w.mT.to(x.dtype)).unsqueeze(-1) + b
             else:
                 out = torch.baddbmm(b, x, w)
@@ -552,8 +552,8 @@ class CapturedStep:
 def keep_freed_memory():
     """On a CPU the update mallocs and frees its tensors anew each time. By default glibc hands freed blocks
     of a few MB back to the OS, and the next tensor of that size faults in each of its 4 KB pages afresh
-    (MT50's update: over 10,000 page faults, 13-20% of its time). Keep blocks of up to 32 MB (MT50's
-    activations are 20 MB) in the heap instead, and the heap's free top up to 2 GiB."""
+    (MT50's update: over 10,000 page faults, up to a fifth of its time on a busy machine). Keep blocks of
+    up to 32 MB (MT50's activations are 20 MB) in the heap instead, and the heap's free top up to 2 GiB."""
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None) if sys.platform.startswith("linux") else None
     if mallopt is not None:  # glibc's malloc (elsewhere nothing changes)
         mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: blocks up to this size from the heap, not from mmap
