@@ -1,5 +1,6 @@
 """The fast paths: --bf16 keeps fp32 master weights (and warns on a CPU without a fast bf16 matmul), --compile
-computes the same update as eager, --cudagraphs is refused without a GPU, and benchmark/speed.py writes its table."""
+computes the same update as eager, a CPU update reuses freed memory, --cudagraphs is refused without a GPU, and
+benchmark/speed.py writes its table."""
 
 import os
 import re
@@ -18,7 +19,8 @@ K, OBS, ACT = 2, 39 + 2, 4
 
 
 def learner(*flags, device: str = "cpu", hidden: int = 32, batch: int = 64):
-    """A small learner (two tasks, 2 x 32 networks) on `device`, its replay buffer full of random data."""
+    """A learner for two tasks (2 x `hidden` networks, batches of `batch`; small by default) on `device`, its
+    replay buffer full of random data."""
     args = resolve_args(tyro.cli(Args, args=["--tasks", "reach-v3", "push-v3", "--hidden-dims", str(hidden), str(hidden),
                                              "--batch-size", str(batch), "--buffer-size", "2000",
                                              "--no-cuda" if device == "cpu" else "--cuda", "--run-name", "speed-test", *flags]))  # fmt: skip
@@ -48,7 +50,7 @@ def test_bf16_trains_fp32_master_weights():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
 def test_cpu_updates_reuse_freed_memory_instead_of_faulting_in_fresh_pages():
     # each update frees and allocates MB-sized tensors: with glibc's defaults each new one faults in its 4 KB
-    # pages afresh (~2,000-3,000 faults an update here), with make_learner's keep_freed_memory() hardly any
+    # pages afresh (~1,500-4,000 faults an update here), with make_learner's keep_freed_memory() hardly any
     *_, learn = learner(hidden=400, batch=1280)
     for _ in range(8):  # the heap grows to the update's working set
         learn()
