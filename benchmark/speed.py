@@ -10,6 +10,10 @@
 #   machines are shared: a neighbour's load can put one window off by 10% or more);
 # - the update's arithmetic (matmul FLOPs counted by torch's FlopCounterMode) per second, against the
 #   best matrix-multiply rate measured in this same run on this device, fp32 and bf16 apart;
+# - the same update's matmuls alone: each matmul call of one eager update (its shapes, layouts and dtype
+#   recorded as it ran) timed on its own, their sum against the update's time; the rest of the update's
+#   time is the elementwise work, the optimizers, the buffer draw and Python, and what the matmuls lose
+#   inside the update (their operands coming from memory rather than cache);
 # - the full training loop's env steps/s (uniform_sac.py run for real, eval off, rate between its
 #   TensorBoard SPS points once updates have started), against the update-only bound
 #   updates/s x num-envs: how much the env, acting, the buffer and logging cost on top of learning;
@@ -30,6 +34,7 @@ from typing import Literal
 
 import torch
 import tyro
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,6 +52,7 @@ CONFIGS = {
 }  # fmt: skip
 MODES = {"fp32": [], "bf16": ["--bf16"], "compile": ["--compile"], "compile+bf16": ["--compile", "--bf16"], "cudagraphs": ["--cudagraphs"],
          "cudagraphs+bf16": ["--cudagraphs", "--bf16"]}  # fmt: skip
+MATMULS = {torch.ops.aten.mm, torch.ops.aten.addmm, torch.ops.aten.bmm, torch.ops.aten.baddbmm}  # what the update's matmuls run as
 OBS_DIM, ACT_DIM = 39, 4  # Meta-World's observation (before the one-hot) and action sizes
 
 
@@ -121,6 +127,36 @@ def matmul_peak(device: torch.device, shapes: list[tuple[int, int, int, int]], d
     return *best, ", ".join(f"{shape} {rate / 1e9:,.0f}" for shape, rate in by_shape.items())
 
 
+class MatmulRecorder(TorchDispatchMode):
+    """Records each matmul call that runs under it: the op, and its arguments with each tensor as
+    (shape, strides, dtype), to be run again alone."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket in MATMULS:
+            self.calls.append((func, [(a.shape, a.stride(), a.dtype) if isinstance(a, torch.Tensor) else a for a in args], kwargs or {}))
+        return func(*args, **(kwargs or {}))
+
+
+def matmuls_alone(calls: list, device: torch.device) -> float:
+    """Seconds that the recorded matmul calls take, each timed on its own on random operands of the same
+    shapes, strides and dtype (a broadcast bias keeps its zero strides)."""
+    total = 0.0
+    for func, args, kwargs in calls:
+        operands = []
+        for a in args:
+            if isinstance(a, tuple) and isinstance(a[2], torch.dtype):
+                shape, strides, dtype = a
+                storage = 1 + sum((n - 1) * s for n, s in zip(shape, strides))
+                a = torch.randn(storage, device=device).to(dtype).as_strided(shape, strides)
+            operands.append(a)
+        total += timed(lambda: func(*operands, **kwargs), device, repeat=5, warmup=2)
+    return total
+
+
 def learner_args(config: str, mode: str, device: torch.device) -> SACArgs:
     argv, _ = CONFIGS[config]
     argv = [*argv, *MODES[mode], "--run-name", "speed-benchmark", "--cuda" if device.type == "cuda" else "--no-cuda"]
@@ -128,7 +164,9 @@ def learner_args(config: str, mode: str, device: torch.device) -> SACArgs:
 
 
 def measure_update(config: str, mode: str, device: torch.device, args: Args) -> dict:
-    """updates/s of the script's own `learn` on a buffer of random data, and the device's peak memory."""
+    """updates/s of the script's own `learn` on a buffer of random data, the seconds its matmuls take
+    alone (eager modes only: the table gives a compiled or captured update its eager mode's figure), and
+    the device's peak memory."""
     run_args = learner_args(config, mode, device)
     k = CONFIGS[config][1]
     torch._dynamo.reset()  # every measurement compiles afresh, as a new training process would
@@ -140,11 +178,15 @@ def measure_update(config: str, mode: str, device: torch.device, args: Args) -> 
     for buffer in (rb.obs, rb.next_obs, rb.actions, rb.rewards):
         buffer.normal_()
     rb.size.fill_(rb.capacity)
-    flops = None
+    flops, alone = None, None
     if mode == "fp32":  # the arithmetic of one update, counted on the eager fp32 learner
         with FlopCounterMode(display=False) as counter:
             learn()
         flops = counter.get_total_flops()
+    if mode in ("fp32", "bf16"):
+        with MatmulRecorder() as recorder:
+            learn()
+        alone = matmuls_alone(recorder.calls, device)
     # the first window also sizes the others: each at least --updates updates and --window-s seconds long
     seconds = [timed(learn, device, args.updates, args.warmup)]
     calls = max(args.updates, math.ceil(args.window_s / seconds[0]))
@@ -153,8 +195,8 @@ def measure_update(config: str, mode: str, device: torch.device, args: Args) -> 
     seconds += [timed(learn, device, calls, warmup=0) for _ in range(args.repeats - len(seconds))]
     rates = [1 / t for t in seconds]
     memory = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
-    return {"updates_per_s": statistics.median(rates), "range": (min(rates), max(rates)), "flops": flops, "device_memory": memory,
-            "num_envs": run_args.num_envs}  # fmt: skip
+    return {"updates_per_s": statistics.median(rates), "range": (min(rates), max(rates)), "flops": flops, "matmuls_alone_s": alone,
+            "device_memory": memory, "num_envs": run_args.num_envs}  # fmt: skip
 
 
 def measure_loop(config: str, mode: str, device: torch.device, args: Args, with_eval: bool = False) -> dict:
@@ -243,7 +285,7 @@ def main(args: Args):
 
     rows = []
     for config in args.configs:
-        reference = None
+        reference, alone = None, {}  # alone: seconds of the update's matmuls timed alone, by precision
         for mode in modes:
             print(f"{config} {mode}: update ...", flush=True)
             result = measure_update(config, mode, device, args)
@@ -252,6 +294,11 @@ def main(args: Args):
             flops = reference["flops"]
             rate = flops * result["updates_per_s"]
             precision = "bf16" if "bf16" in mode else "fp32"
+            if result["matmuls_alone_s"]:
+                alone[precision] = result["matmuls_alone_s"]
+            in_matmuls = ["", ""]  # without the eager mode of this precision
+            if precision in alone:
+                in_matmuls = [f"{flops / alone[precision] / peak[precision][0]:.0%} of {precision}", f"{alone[precision] * result['updates_per_s']:.0%}"]
             bound = result["updates_per_s"] * result["num_envs"]
             loop, with_eval = {}, None
             if args.loop:
@@ -264,13 +311,14 @@ def main(args: Args):
             rows.append([
                 config, mode, f"{result['updates_per_s']:,.1f}", "-".join(f"{r:,.1f}" for r in result["range"]),
                 f"{result['updates_per_s'] / reference['updates_per_s']:.2f}x",
-                f"{flops / 1e9:.2f}", f"{rate / 1e9:,.0f}", f"{rate / peak[precision][0]:.0%} of {precision}",
+                f"{flops / 1e9:.2f}", f"{rate / 1e9:,.0f}", f"{rate / peak[precision][0]:.0%} of {precision}", *in_matmuls,
                 f"{bound:,.0f}", f"{loop['env_steps_per_s']:,.0f}" if loop else "", f"{loop['env_steps_per_s'] / bound:.0%}" if loop else "",
                 *([f"{with_eval:,.0f}" if with_eval else ""] if args.eval_loop else []), fmt_bytes(memory),
             ])  # fmt: skip
             print("  " + " | ".join(rows[-1]), flush=True)
 
-    header = ["config", "mode", "updates/s", "window range", "vs fp32", "GFLOP/update", "GFLOP/s", "of matmul peak", "update-only bound (env steps/s)",
+    header = ["config", "mode", "updates/s", "window range", "vs fp32", "GFLOP/update", "GFLOP/s", "of matmul peak", "its matmuls alone, of peak",
+              "matmuls alone / update time", "update-only bound (env steps/s)",
               "full loop (env steps/s)", "loop / bound", *(["with evaluation (env steps/s)"] if args.eval_loop else []), "peak memory"]  # fmt: skip
     table = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"] + ["| " + " | ".join(row) + " |" for row in rows]
     command = "python benchmark/speed.py " + " ".join(sys.argv[1:])
@@ -280,7 +328,9 @@ def main(args: Args):
         + " (by shape, ensemble x m x k x n, in GFLOP/s: " + "; ".join(f"{name} {by_shape}" for name, (_, _, by_shape) in peak.items())
         + "; the configs' shapes are those of their hidden layers). updates/s is the median of "
         f"{args.repeats} timing windows of at least {args.updates} updates and {args.window_s:g} s each (window range: the slowest and the fastest); GFLOP/update counts the matmuls of one fp32 "
-        f"update (forward and backward); the update-only bound is updates/s x env slots (one update per vector step); "
+        f"update (forward and backward); its matmuls alone: each matmul call of one eager update of that precision "
+        "(same shapes, strides and dtype) timed on its own, 5 times after 2 warm-up calls, and their sum, as a rate against the "
+        "peak and as a share of the update's time (a compiled or captured update is given its eager mode's figure); the update-only bound is updates/s x env slots (one update per vector step); "
         f"the full loop is uniform_sac.py itself (--vector-strategy {args.vector_strategy}) with evaluation off"
         + ("; with evaluation: the same loop up to the end of its first evaluation at the default interval (200,000 env steps, "
            "50 episodes per task)" if args.eval_loop else "") + "; peak memory is the training process's max RSS "

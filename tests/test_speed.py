@@ -1,7 +1,8 @@
 """The fast paths: --bf16 keeps fp32 master weights (and warns on a CPU without a fast bf16 matmul), --compile
 computes the same update as eager, a CPU update reuses freed memory, --cudagraphs is refused without a GPU, and
-benchmark/speed.py writes its table."""
+benchmark/speed.py records the update's matmuls and writes its table."""
 
+import math
 import os
 import re
 import resource
@@ -102,6 +103,28 @@ def test_cudagraphs_is_refused_without_a_gpu(workdir):
     assert not os.path.exists(os.path.join(workdir, "runs", "cg"))
 
 
+@pytest.mark.parametrize("flags", [(), ("--bf16",)])
+def test_speed_benchmark_records_every_matmul_of_the_update(flags):
+    """speed.py times the update's matmuls alone from what MatmulRecorder saw: the same FLOPs as FlopCounterMode
+    counts, in the dtype the update ran them in, and replayable."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmark"))
+    import speed
+    from torch.utils.flop_counter import FlopCounterMode
+
+    learn = learner(*flags)[-1]
+    with FlopCounterMode(display=False) as counter:
+        learn()
+    with speed.MatmulRecorder() as recorder:
+        learn()
+    flops = 0
+    for func, args, _ in recorder.calls:
+        a, b = [shape for shape, _, _ in (x for x in args if isinstance(x, tuple))][-2:]  # the two factors (after a bias)
+        flops += 2 * math.prod(a) * b[-1]
+        assert {dtype for _, _, dtype in (x for x in args if isinstance(x, tuple))} == {torch.bfloat16 if flags else torch.float32}
+    assert flops == counter.get_total_flops() > 0
+    assert 0 < speed.matmuls_alone(recorder.calls, torch.device("cpu")) < 1
+
+
 def test_speed_benchmark_writes_its_table(tmp_path):
     out = tmp_path / "speed.md"
     # bf16 only where torch has a fast bfloat16 matmul (AVX-512 or AMX): elsewhere its peak alone takes minutes
@@ -126,6 +149,10 @@ def test_speed_benchmark_writes_its_table(tmp_path):
         assert 0 < low <= median <= high
     gflop = float(rows[0].split(" | ")[5])
     assert 0.01 < gflop < 0.06  # ~0.03 GFLOP: 2 x 64 networks, batch 128, twin critics, forward and backward
+    for row in rows:  # the update's matmuls alone run faster than the update does, and take part of its time
+        in_update, alone, share = (row.split(" | ")[i] for i in (7, 8, 9))
+        assert alone.endswith(in_update.split()[-1]) and int(alone.split("%")[0]) > int(in_update.split("%")[0])
+        assert 0 < int(share.rstrip("%")) < 100
 
 
 @pytest.mark.parametrize(
