@@ -612,7 +612,8 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
         qf_loss.backward()
         nn.utils.clip_grad_norm_(critic_params, args.max_grad_norm)
         q_optimizer.step()
-        torch._foreach_lerp_(target_params, critic_params, args.tau)
+        with torch.no_grad():  # else every target parameter keeps a graph that grows by one node per update
+            torch._foreach_lerp_(target_params, critic_params, args.tau)
 
         actor_loss, alpha_loss = actor_and_alpha_losses(obs, task)
         actor_optimizer.zero_grad()

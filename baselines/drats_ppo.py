@@ -121,9 +121,10 @@ class Args:
     drats_initial_target: float | None = None
     """target return of a task until it is solved in training (unset: 10 x max-episode-steps, 5000 at 500)"""
     drats_success_threshold: float = 0.5
-    """a task is solved in training once its recent training success rate exceeds this"""
+    """a task is solved in training (its target then follows its best return) once the success rate of its last
+    --drats-success-window training episodes exceeds this"""
     drats_success_window: int = 50
-    """how many recent training episodes that success rate is taken over"""
+    """how many training episodes that success rate is taken over; a task with fewer is never solved"""
     # ---- end DRATS ----
 
 
@@ -545,18 +546,20 @@ class DRATSSampler:
         self.window_episodes = np.zeros(num_tasks, dtype=np.int64)
 
     def observe(self, tasks: np.ndarray, returns: np.ndarray, successes: np.ndarray):
+        window = self.recent_success.shape[1]
         for task, ret, success in zip(tasks, returns, successes):
-            self.recent_success[task, self.recent_count[task] % self.recent_success.shape[1]] = success
+            self.recent_success[task, self.recent_count[task] % window] = success
             self.recent_count[task] += 1
             self.window_return[task] += ret
             self.window_episodes[task] += 1
             self.best_return[task] = max(self.best_return[task], ret)
-        # solved in training: the success rate over the last `success_window` episodes (fewer while a
-        # task has had fewer) exceeds the threshold. From then on, for good, the target follows the
-        # best training return seen, so a solved task's gap measures how far it is from its best.
-        seen = np.minimum(self.recent_count, self.recent_success.shape[1])
-        rate = self.recent_success.sum(1) / np.maximum(seen, 1)
-        self.solved |= rate > self.success_threshold
+            # solved in training, for good: the task has `success_window` episodes and the success rate
+            # of the last that many exceeds the threshold. A window not yet full never counts: one lucky
+            # early episode would otherwise lower the target to a random policy's return for good.
+            if self.recent_count[task] >= window and self.recent_success[task].mean() > self.success_threshold:
+                self.solved[task] = True
+        # a solved task's target follows its best training return (episodes before the switch included),
+        # so its gap measures how far it is from its best
         self.target = np.where(self.solved, self.best_return, self.target)
 
     def update(self):

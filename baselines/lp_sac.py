@@ -123,9 +123,9 @@ class Args:
     lp_window: int = 10_000
     """env steps per slot between two updates of q"""
     lp_solved_threshold: float = 0.9
-    """a task whose recent training success rate is above this is pinned to the floor"""
+    """a task is pinned to the floor while the success rate of its last --lp-success-window training episodes is above this"""
     lp_success_window: int = 50
-    """how many recent training episodes that success rate is taken over"""
+    """how many training episodes that success rate is taken over; a task with fewer is never pinned"""
     # ---- end LP ----
 
 
@@ -638,7 +638,8 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
         qf_loss.backward()
         nn.utils.clip_grad_norm_(critic_params, args.max_grad_norm)
         q_optimizer.step()
-        torch._foreach_lerp_(target_params, critic_params, args.tau)
+        with torch.no_grad():  # else every target parameter keeps a graph that grows by one node per update
+            torch._foreach_lerp_(target_params, critic_params, args.tau)
 
         actor_loss, alpha_loss = actor_and_alpha_losses(obs, task)
         actor_optimizer.zero_grad()
@@ -704,14 +705,16 @@ def project_floor(z: np.ndarray, eps: float) -> np.ndarray:
 def lp_update(q: np.ndarray, progress: np.ndarray, solved: np.ndarray, eta: float, step_size: float, eps: float):
     """One LP step (p0 uniform), DRATS's with the progress signal in place of the gap:
         alpha = step_size / eta
-        log q' = (1 - alpha) log q + alpha log p0 + step_size * progress,   q' = softmax
-    then the solved tasks are pinned: their mass goes to 0 and project_floor gives them exactly eps."""
+        log q' = (1 - alpha) log q + alpha log p0 + step_size * progress,   q' = softmax, then project_floor
+    then the solved tasks are pinned: their probability is set to 0 and project_floor runs again, which
+    puts them at exactly eps. With every task solved, q is uniform."""
     alpha = step_size / eta
     logits = (1 - alpha) * np.log(q) + alpha * np.log(1 / len(q)) + step_size * progress
     z = np.exp(logits - logits.max())
-    if not solved.all():  # with every task solved there is nothing left to prefer
-        z = np.where(solved, 0.0, z)
-    return project_floor(z / z.sum(), eps)
+    q = project_floor(z / z.sum(), eps)
+    if solved.all():
+        return np.full(len(q), 1 / len(q))
+    return project_floor(np.where(solved, 0.0, q), eps)
 
 
 class LPSampler:
@@ -743,8 +746,10 @@ class LPSampler:
         mean_return = self.window_return / np.maximum(episodes, 1)
         change = np.abs(mean_return - self.last_return)
         progress = change / (change.max() + 0.01)
-        seen = np.minimum(self.recent_count, self.recent_success.shape[1])
-        solved = self.recent_success.sum(1) / np.maximum(seen, 1) > self.solved_threshold
+        # solved in training, now: a full window of the task's last `success_window` episodes whose success
+        # rate is above the threshold (a window not yet full never counts)
+        full = self.recent_count >= self.recent_success.shape[1]
+        solved = full & (self.recent_success.mean(1) > self.solved_threshold)
         self.q = lp_update(self.q, progress, solved, self.eta, self.step_size, self.eps)
         previous, self.last_return = self.last_return, mean_return
         self.window_return[:] = 0

@@ -118,17 +118,18 @@ class Args:
     smt_num_active: int | None = None
     """size of the active set (unset: 3 on MT10, 8 on MT50, round(1.75 + K / 8) in general)"""
     smt_low_threshold: float | None = None
-    """an active task out of budget whose recent return is at most this is unsolvable (unset: 4 x max-episode-steps, 2000 at 500)"""
-    smt_high_threshold: float | None = None
-    """an active task whose recent return reaches this is solved (unset: 8 x max-episode-steps, 4000 at 500)"""
+    """an active task out of budget whose window-mean return is below this is unsolvable (unset: 4 x max-episode-steps, 2000 at 500)"""
+    smt_high_thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
+    """an active task whose window-mean return exceeds its high threshold is solved. Pairs of task name and threshold
+    override the defaults: on MT10 and on --tasks lists, the authors' MT10 value of each MT10 task and 4000 for any
+    other; on MT25 and MT50, 4000 for every task (the authors' MT50 code never ran); all scaled by max-episode-steps / 500"""
     smt_kappa: float = 0.8
-    """a task promoted to the active set may spend kappa x the remaining env-step budget"""
+    """budget share: the first active set gets kappa x total-timesteps / num-active env steps each, a task
+    promoted later kappa x (stage-1 env steps left) / num-active"""
     smt_stage1_share: float = 0.85
     """share of --total-timesteps spent scheduling (stage 1) before sampling all tasks uniformly (stage 2)"""
     smt_eps: float | None = None
     """probability floor of every task in stage 1 (unset: 1 / (4 x number of tasks), 1/40 on MT10)"""
-    smt_n_average: int = 3
-    """a task's recent return is the mean over its last n training episodes"""
     smt_window: int = 10_000
     """env steps per slot between two scheduling decisions"""
     # ---- end SMT ----
@@ -188,18 +189,23 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
     # ---- SMT ----
     args.smt_num_active = args.smt_num_active or min(k, round(1.75 + k / 8))
     args.smt_low_threshold = 4.0 * args.max_episode_steps if args.smt_low_threshold is None else args.smt_low_threshold
-    args.smt_high_threshold = 8.0 * args.max_episode_steps if args.smt_high_threshold is None else args.smt_high_threshold
     args.smt_eps = 1 / (4 * k) if args.smt_eps is None else args.smt_eps
+    names = args.tasks or tuple(getattr(metaworld.env_dict, f"{args.env_id}_V3"))
+    if set(args.smt_high_thresholds) - set(names):
+        fail(f"--smt-high-thresholds: {' '.join(sorted(set(args.smt_high_thresholds) - set(names)))} is not a task of this run")
+    scale = args.max_episode_steps / 500  # the thresholds are returns of 500-step episodes
+    authors = SMT_MT10_HIGH if args.tasks or args.env_id == "MT10" else {}
+    args.smt_high_thresholds = {n: args.smt_high_thresholds.get(n, authors.get(n, 4000.0) * scale) for n in names}
     if not 1 <= args.smt_num_active <= k:
         fail(f"--smt-num-active must lie in [1, {k}] for {k} tasks, got {args.smt_num_active}")
-    if args.smt_low_threshold > args.smt_high_threshold:
-        fail(f"--smt-low-threshold must not exceed --smt-high-threshold, got {args.smt_low_threshold} > {args.smt_high_threshold}")
+    if args.smt_low_threshold > min(args.smt_high_thresholds.values()):
+        fail(f"--smt-low-threshold must not exceed any high threshold, got {args.smt_low_threshold} > {min(args.smt_high_thresholds.values())}")
     if args.smt_kappa <= 0 or not 0 <= args.smt_stage1_share <= 1:
         fail(f"--smt-kappa must be positive and --smt-stage1-share in [0, 1], got {args.smt_kappa} and {args.smt_stage1_share}")
     if not 0 <= args.smt_eps <= 1 / k:
         fail(f"--smt-eps must lie in [0, 1/K] = [0, {1 / k:.4g}] for {k} tasks, got {args.smt_eps}")
-    if args.smt_window < args.max_episode_steps or args.smt_n_average < 1:
-        fail(f"--smt-window must hold at least one episode ({args.max_episode_steps} steps) and --smt-n-average be at least 1")
+    if args.smt_window < args.max_episode_steps:
+        fail(f"--smt-window must hold at least one episode ({args.max_episode_steps} steps), got {args.smt_window}")
     # ---- end SMT ----
     if not resuming and os.path.exists(os.path.join("runs", args.run_name)):
         fail(f"--run-name: runs/{args.run_name} already exists; choose another name or --resume it (a run is never overwritten)")
@@ -648,7 +654,8 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
         qf_loss.backward()
         nn.utils.clip_grad_norm_(critic_params, args.max_grad_norm)
         q_optimizer.step()
-        torch._foreach_lerp_(target_params, critic_params, args.tau)
+        with torch.no_grad():  # else every target parameter keeps a graph that grows by one node per update
+            torch._foreach_lerp_(target_params, critic_params, args.tau)
 
         actor_loss, alpha_loss = actor_and_alpha_losses(obs, task)
         actor_optimizer.zero_grad()
@@ -693,65 +700,70 @@ def write_videos(actor: Actor, video_envs: list, task_names: list[str], run_dir:
 
 
 # ---- SMT ----
-# Every task sits in one pool: MAIN (waiting), ACTIVE (being trained), SOLVED or UNSOLVABLE. In
-# stage 1 the active set is refilled with the hardest waiting task (lowest recent training return);
-# an active task whose recent return reaches the high threshold is solved; one that has spent its
-# budget goes to UNSOLVABLE if its return is at most the low threshold, back to MAIN otherwise.
-# Slots sample the active tasks uniformly, every task keeping a floor eps. Stage 2 samples all
-# tasks uniformly. As in the DRATS authors' re-implementation, the networks are never reset.
+# Every task sits in one pool: MAIN (waiting), ACTIVE (being trained), SOLVED or UNSOLVABLE. Stage 1
+# starts from a random active set. At each window's end, an active task whose window-mean training
+# return exceeds its high threshold is solved; one that has used its budget of env steps goes to
+# UNSOLVABLE if its return is below the low threshold, back to MAIN otherwise; then the hardest waiting
+# tasks (lowest window-mean return) refill the active set. Slots sample the active tasks uniformly
+# above a floor eps. Stage 2 samples all tasks uniformly. As in the DRATS authors' version of SMT,
+# the networks are never reset.
 MAIN, ACTIVE, SOLVED, UNSOLVABLE = 0, 1, 2, 3  # the pool codes logged in the gap column of sampler.csv
+# the authors' high thresholds on MT10, returns of 500-step episodes
+SMT_MT10_HIGH = {
+    "reach-v3": 4000.0, "push-v3": 3000.0, "pick-place-v3": 3000.0, "door-open-v3": 4000.0, "drawer-open-v3": 4000.0,
+    "drawer-close-v3": 4000.0, "button-press-topdown-v3": 3000.0, "peg-insert-side-v3": 3500.0,
+    "window-open-v3": 4000.0, "window-close-v3": 4000.0,
+}  # fmt: skip
 
 
 class SMTSampler:
     """The scheduler's state. observe() takes finished training episodes; update(), once per
     window, moves tasks between pools and sets q."""
 
-    def __init__(self, num_tasks: int, num_active: int, low: float, high: float, kappa: float, eps: float,
-                 stage1_steps: int, total_steps: int, n_average: int):  # fmt: skip
-        self.num_active, self.low, self.high, self.kappa, self.eps = num_active, low, high, kappa, eps
-        self.stage1_steps, self.total_steps = stage1_steps, total_steps
+    def __init__(self, num_tasks: int, num_active: int, low: float, high: np.ndarray, kappa: float, eps: float,
+                 stage1_steps: int, total_steps: int, rng: np.random.Generator):  # fmt: skip
+        self.num_active, self.low, self.high, self.kappa, self.eps = num_active, low, np.asarray(high), kappa, eps
+        self.stage1_steps = stage1_steps
         self.pool = np.full(num_tasks, MAIN)
-        self.budget = np.full(num_tasks, np.inf)  # env steps an active task may have had in all
-        self.env_steps = np.zeros(num_tasks, dtype=np.int64)
-        self.q = np.full(num_tasks, 1 / num_tasks)
-        self.recent_return = np.zeros((num_tasks, n_average))  # a ring of recent returns per task
-        self.recent_count = np.zeros(num_tasks, dtype=np.int64)
+        self.budget = np.full(num_tasks, np.inf)  # env steps an active task may use before it is judged
+        first = rng.choice(num_tasks, num_active, replace=False)  # the first active set, at random
+        self.pool[first] = ACTIVE
+        self.budget[first] = kappa * total_steps / num_active
+        self.used = np.zeros(num_tasks, dtype=np.int64)  # env steps since the task last became active
+        self.steps = 0  # env steps of all finished training episodes
+        self.q = np.full(num_tasks, 1 / num_tasks)  # the first window is uniform, as in the authors' code
         self.window_return = np.zeros(num_tasks)
         self.window_episodes = np.zeros(num_tasks, dtype=np.int64)
 
     def observe(self, tasks: np.ndarray, returns: np.ndarray, episode_steps: int):
         for task, ret in zip(tasks, returns):
-            self.recent_return[task, self.recent_count[task] % self.recent_return.shape[1]] = ret
-            self.recent_count[task] += 1
             self.window_return[task] += ret
             self.window_episodes[task] += 1
-            self.env_steps[task] += episode_steps
+            self.used[task] += episode_steps
+            self.steps += episode_steps
 
-    def update(self, global_step: int):
+    def update(self):
         """Returns the window's mean returns and episode counts."""
-        seen = np.minimum(self.recent_count, self.recent_return.shape[1])
-        # a task never played counts as the hardest
-        recent = np.where(seen > 0, self.recent_return.sum(1) / np.maximum(seen, 1), -np.inf)
-        stage1 = global_step < self.stage1_steps
-        if stage1:
-            active = self.pool == ACTIVE
-            solved = active & (recent >= self.high)
-            spent = active & ~solved & (self.env_steps >= self.budget)
+        episodes = self.window_episodes.copy()
+        mean_return = self.window_return / np.maximum(episodes, 1)  # a task not played counts as return 0
+        active = self.pool == ACTIVE
+        if self.steps < self.stage1_steps:
+            solved = active & (mean_return > self.high)
+            spent = active & ~solved & (self.used >= self.budget)
             self.pool[solved] = SOLVED
-            self.pool[spent] = np.where(recent[spent] <= self.low, UNSOLVABLE, MAIN)
+            self.pool[spent] = np.where(mean_return[spent] < self.low, UNSOLVABLE, MAIN)
             while (self.pool == ACTIVE).sum() < self.num_active and (self.pool == MAIN).any():
                 waiting = np.flatnonzero(self.pool == MAIN)
-                hardest = waiting[np.argmin(recent[waiting])]  # hard tasks first
+                hardest = waiting[np.argmin(mean_return[waiting])]  # hard tasks first
                 self.pool[hardest] = ACTIVE
-                self.budget[hardest] = self.env_steps[hardest] + self.kappa * (self.total_steps - global_step)
-        active = self.pool == ACTIVE
-        if stage1 and active.any():
+                self.budget[hardest] = self.kappa * (self.stage1_steps - self.steps) / self.num_active
+                self.used[hardest] = 0
+            active = self.pool == ACTIVE
+        if self.steps < self.stage1_steps and active.any():
             self.q = np.full(len(self.q), self.eps)
             self.q[active] += (1 - self.eps * len(self.q)) / active.sum()
         else:  # stage 2, or nothing left to schedule: back to all tasks
             self.q = np.full(len(self.q), 1 / len(self.q))
-        episodes = self.window_episodes.copy()
-        mean_return = self.window_return / np.maximum(episodes, 1)
         self.window_return[:] = 0
         self.window_episodes[:] = 0
         return mean_return, episodes
@@ -826,8 +838,8 @@ if __name__ == "__main__":
     )
     # ---- SMT ----
     sampler = SMTSampler(
-        num_tasks, args.smt_num_active, args.smt_low_threshold, args.smt_high_threshold, args.smt_kappa,
-        args.smt_eps, int(args.smt_stage1_share * args.total_timesteps), args.total_timesteps, args.smt_n_average,
+        num_tasks, args.smt_num_active, args.smt_low_threshold, [args.smt_high_thresholds[n] for n in task_names],
+        args.smt_kappa, args.smt_eps, int(args.smt_stage1_share * args.total_timesteps), args.total_timesteps, rng,
     )  # fmt: skip
     # the same header as drats_sac.py: `gap` holds the task's pool (0 main, 1 active, 2 solved,
     # 3 unsolvable), `target` its budget of env steps (inf while it has none)
@@ -1004,7 +1016,7 @@ if __name__ == "__main__":
             sampler.observe(slot_tasks, episode_return, args.max_episode_steps)
             if step + 1 - last_sampler_update >= args.smt_window:
                 last_sampler_update = step + 1
-                window_return, window_episodes = sampler.update(global_step)
+                window_return, window_episodes = sampler.update()
                 for task, name in enumerate(task_names):
                     row = [sampler.q[task], sampler.pool[task], sampler.budget[task], window_return[task], window_episodes[task]]
                     sampler_csv.writerow([global_step, name, *row])

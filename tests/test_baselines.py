@@ -61,10 +61,31 @@ def test_lp_pins_solved_tasks_to_the_floor():
     assert s.q[0] > 0.05
 
 
-def test_lp_with_every_task_solved_keeps_the_mirror_step():
-    q = lp_update(np.full(3, 1 / 3), np.array([1.0, 0.0, 0.0]), np.ones(3, bool), 8.0, 0.5, 0.05)
-    np.testing.assert_allclose(q, lp_update(np.full(3, 1 / 3), np.array([1.0, 0.0, 0.0]), np.zeros(3, bool), 8.0, 0.5, 0.05))
+def test_lp_with_every_task_solved_is_uniform():
+    q = lp_update(np.array([0.6, 0.3, 0.1]), np.array([1.0, 0.0, 0.0]), np.ones(3, bool), 8.0, 0.5, 0.05)
+    np.testing.assert_allclose(q, 1 / 3)
     np.testing.assert_allclose(project_floor(np.array([0.5, 0.5, 0.0]), 0.1), [0.45, 0.45, 0.1])
+
+
+def test_lp_pins_after_the_floor_projection_and_projects_again():
+    # the authors' order: the mirror step and its floor projection, then the pinned tasks set to 0 and
+    # projected again. With step size 0 the mirror step keeps q, so the numbers can be done by hand:
+    # [0.9, 0.09, 0.01] -> floor 0.05: [0.95 * 0.9 / 0.99, 0.95 * 0.09 / 0.99, 0.05]; pin task 0:
+    # [0.05, 0.95 * 0.0863.. / 0.1363.., 0.95 * 0.05 / 0.1363..] = [0.05, 0.601666.., 0.348333..]
+    q = lp_update(np.array([0.9, 0.09, 0.01]), np.zeros(3), np.array([True, False, False]), 8.0, 0.0, 0.05)
+    np.testing.assert_allclose(q, [0.05, 0.95 * 19 / 30, 0.95 * 11 / 30])
+    # (pinning before the projection would give [0.05, 0.855, 0.095])
+
+
+def test_lp_never_pins_a_task_whose_window_is_not_full():
+    s = LPSampler(2, eta=8.0, step_size=0.5, eps=0.05, solved_threshold=0.9, success_window=50)
+    episodes(s, 0, [0.0] * 49, [1] * 49)  # 49 of 49 succeeded: a window not yet full
+    episodes(s, 1, [0.0])
+    s.update()
+    assert s.q[0] > 0.05
+    episodes(s, 0, [0.0], [1])  # the 50th: pinned
+    s.update()
+    assert s.q[0] == pytest.approx(0.05)
 
 
 def test_lp_run_writes_a_sampler_csv_that_its_update_reproduces(workdir):
@@ -89,58 +110,84 @@ def test_lp_run_writes_a_sampler_csv_that_its_update_reproduces(workdir):
         solved = []
         for task in TASKS:
             done = [int(e["success"]) for e in eps_rows if e["task"] == task and int(e["global_step"]) <= s][-50:]
-            solved.append(bool(done) and np.mean(done) > 0.9)
+            solved.append(len(done) == 50 and np.mean(done) > 0.9)
         q = lp_update(q, change / (change.max() + 0.01), np.array(solved), 8.0, 0.5, 1 / 12)
         np.testing.assert_allclose([float(r["prob"]) for r in at], q, rtol=1e-12)
         last = window_return
 
 
 # ---- SMT ----
-def make_smt(**kw):
-    settings = dict(num_tasks=4, num_active=2, low=100.0, high=400.0, kappa=0.5, eps=0.05,
-                    stage1_steps=850, total_steps=1000, n_average=2)  # fmt: skip
+def make_smt(seed=0, **kw):
+    settings = dict(num_tasks=5, num_active=2, low=100.0, high=np.full(5, 400.0), kappa=0.5, eps=0.05,
+                    stage1_steps=850, total_steps=1000, rng=np.random.default_rng(seed))  # fmt: skip
     return SMTSampler(**{**settings, **kw})
 
 
-def test_smt_promotes_the_hardest_tasks_first_and_samples_them():
+def play(s, returns, steps=10):
+    """One episode of `steps` env steps for each task with a return given (None: not played)."""
+    for task, ret in enumerate(returns):
+        if ret is not None:
+            s.observe(np.array([task]), np.array([ret]), steps)
+
+
+def test_smt_first_active_set_is_drawn_from_the_run_generator_with_the_full_budget():
+    firsts = set()
+    for seed in range(8):
+        s = make_smt(seed)
+        first = np.flatnonzero(s.pool == ACTIVE)
+        assert first.tolist() == sorted(np.random.default_rng(seed).choice(5, 2, replace=False).tolist())
+        np.testing.assert_allclose(s.budget[first], 0.5 * 1000 / 2)  # kappa x T / K_a
+        np.testing.assert_allclose(s.q, 0.2)  # the first window is uniform
+        firsts.add(tuple(first))
+    assert len(firsts) > 2
+
+
+def test_smt_promotes_the_hardest_waiting_tasks_with_a_budget_of_the_stage_left():
     s = make_smt()
-    for task, ret in enumerate([300.0, 50.0, 200.0, 10.0]):
-        s.observe(np.array([task]), np.array([ret]), 10)
-    s.update(global_step=40)
-    assert s.pool.tolist() == [MAIN, ACTIVE, MAIN, ACTIVE]  # the two lowest returns
-    np.testing.assert_allclose(s.q, [0.05, 0.45, 0.05, 0.45])
-    np.testing.assert_allclose(s.budget[[1, 3]], 10 + 0.5 * (1000 - 40))
+    first = np.flatnonzero(s.pool == ACTIVE)
+    waiting = np.flatnonzero(s.pool == MAIN)  # three tasks
+    returns = np.zeros(5)
+    returns[first] = 450.0  # above the high threshold 400: solved
+    returns[waiting] = [300.0, 50.0, 200.0]
+    play(s, returns)  # 50 env steps in all
+    s.update()
+    assert (s.pool[first] == SOLVED).all()
+    assert s.pool[waiting].tolist() == [MAIN, ACTIVE, ACTIVE]  # the two lowest returns
+    np.testing.assert_allclose(s.budget[waiting[1:]], 0.5 * (850 - 50) / 2)  # kappa x (stage-1 steps left) / K_a
+    np.testing.assert_allclose(s.q[waiting], [0.05, 0.05 + 0.75 / 2, 0.05 + 0.75 / 2])
 
 
-def test_smt_pools_move_as_the_thresholds_say():
-    s = make_smt(kappa=0.01)  # budget: the task's steps so far + 0.01 x the remaining budget
-    for task, ret in enumerate([300.0, 50.0, 200.0, 150.0]):
-        s.observe(np.array([task]), np.array([ret]), 10)
-    s.update(global_step=40)  # active: 1 (50) and 3 (150)
-    assert s.pool.tolist() == [MAIN, ACTIVE, MAIN, ACTIVE]
-    s.observe(np.array([1, 1]), np.array([450.0, 450.0]), 1)  # recent mean 450 >= 400: solved
-    s.observe(np.array([3]), np.array([150.0]), 20)  # out of budget, 150 > 100: back to main
-    s.update(global_step=100)
-    assert s.pool[1] == SOLVED
-    # refilled with the hardest waiting tasks: 3 (150, just back) and 2 (200)
-    assert s.pool.tolist() == [MAIN, SOLVED, ACTIVE, ACTIVE]
-    s.observe(np.array([2, 2]), np.array([50.0, 60.0]), 20)  # out of budget at 55 <= 100: unsolvable
-    s.update(global_step=200)
-    assert s.pool[2] == UNSOLVABLE and s.pool[0] == ACTIVE
-    assert s.q[1] == pytest.approx(0.05) and s.q[2] == pytest.approx(0.05)
+def test_smt_thresholds_are_strict_and_per_task_and_a_task_not_played_is_the_hardest():
+    high = np.array([400.0, 400.0, 400.0, 400.0, 300.0])
+    s = make_smt(high=high, kappa=0.02)  # first budgets: 0.02 x 1000 / 2 = 10 env steps
+    first = np.flatnonzero(s.pool == ACTIVE)
+    returns = [None] * 5
+    for task in first:
+        returns[task] = high[task]  # at the high threshold, not above it: not solved, but out of budget
+    play(s, returns)
+    s.update()
+    # out of budget at a return of 300 or 400, not below the low threshold 100: back to MAIN; the tasks not
+    # played (window return 0) are the hardest and take their places
+    assert (s.pool[first] == MAIN).all()
+    assert (s.pool[np.setdiff1d(np.arange(5), first)] != MAIN).sum() == 2
+    active = np.flatnonzero(s.pool == ACTIVE)
+    returns = [None] * 5
+    returns[active[0]], returns[active[1]] = 100.0, 99.0  # at the low threshold: MAIN; below it: UNSOLVABLE
+    play(s, returns)  # 10 env steps each: over their budgets of 0.02 x (850 - 20) / 2
+    s.update()
+    assert s.pool[active[0]] == MAIN and s.pool[active[1]] == UNSOLVABLE
 
 
-def test_smt_stage_one_ends_at_its_share_of_the_budget():
+def test_smt_stage_one_ends_when_its_share_of_env_steps_is_played():
     s = make_smt()
-    for task in range(4):
-        s.observe(np.array([task]), np.array([10.0 * task]), 10)
-    s.update(global_step=849)
-    assert not np.allclose(s.q, 0.25)
+    play(s, [10.0, 20.0, 30.0, 40.0, 50.0], steps=160)  # 800 env steps: still stage 1
+    s.update()
+    assert not np.allclose(s.q, 0.2)
     pools = s.pool.copy()
-    s.observe(np.array([0]), np.array([1000.0]), 10)  # would be solved in stage 1
-    s.update(global_step=850)
-    np.testing.assert_allclose(s.q, 0.25)  # stage 2: all tasks
-    assert s.pool.tolist() == pools.tolist()  # no more scheduling
+    play(s, [1000.0] * 5)  # 850: stage 2, where nothing is judged any more
+    s.update()
+    np.testing.assert_allclose(s.q, 0.2)
+    assert s.pool.tolist() == pools.tolist()
 
 
 def test_smt_run_writes_outputs_with_the_common_header(workdir):
@@ -148,7 +195,9 @@ def test_smt_run_writes_outputs_with_the_common_header(workdir):
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = os.path.join(workdir, "runs", "smt")
     config = json.load(open(os.path.join(run_dir, "config.json")))
-    assert config["smt_num_active"] == 2 and config["smt_low_threshold"] == 200.0 and config["smt_high_threshold"] == 400.0
+    assert config["smt_num_active"] == 2 and config["smt_low_threshold"] == 200.0
+    # the authors' MT10 thresholds of these tasks (4000, 3000, 4000), scaled to 50-step episodes
+    assert config["smt_high_thresholds"] == {"reach-v3": 400.0, "push-v3": 300.0, "drawer-close-v3": 400.0}
     rows = list(csv.DictReader(open(os.path.join(run_dir, "sampler.csv"))))
     assert list(rows[0]) == ["global_step", "task", "prob", "gap", "target", "window_return", "window_episodes"]
     by_step = {}
@@ -173,7 +222,8 @@ def test_smt_run_writes_outputs_with_the_common_header(workdir):
         ("lp_sac.py", ["--lp-eps", "0"], "--lp-eps must lie in (0, 1/K]"),
         ("lp_sac.py", ["--lp-window", "10"], "--lp-window must hold at least one episode"),
         ("smt_sac.py", ["--smt-num-active", "5"], "--smt-num-active must lie in [1, 2]"),
-        ("smt_sac.py", ["--smt-low-threshold", "500", "--smt-high-threshold", "400"], "--smt-low-threshold must not exceed"),
+        ("smt_sac.py", ["--smt-low-threshold", "350"], "--smt-low-threshold must not exceed any high threshold"),
+        ("smt_sac.py", ["--smt-high-thresholds", "door-open-v3", "400"], "--smt-high-thresholds: door-open-v3 is not a task"),
         ("smt_sac.py", ["--smt-stage1-share", "1.5"], "--smt-stage1-share in [0, 1]"),
     ],
 )  # fmt: skip

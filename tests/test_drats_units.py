@@ -86,11 +86,12 @@ def make_sampler(k=3, window=4):
 def test_targets_switch_to_the_best_return_once_solved_and_then_follow_it():
     s = make_sampler(window=4)
     ep = lambda task, ret, success: s.observe(np.array([task]), np.array([ret]), np.array([success]))  # noqa: E731
-    ep(0, 1000.0, 0)
-    ep(0, 3000.0, 1)  # success rate 1/2: not above 0.5
-    assert s.target[0] == 5000
-    ep(0, 2000.0, 1)  # 2/3 > 0.5: solved, target = best return so far
-    assert s.target[0] == 3000 and s.target[1] == 5000
+    ep(0, 1000.0, 1)
+    ep(0, 3000.0, 1)
+    ep(0, 2000.0, 1)  # 3 of 3 succeeded, but the window of 4 is not full: not solved
+    assert s.target[0] == 5000 and not s.solved[0]
+    ep(0, 500.0, 0)  # 3 of 4 > 0.5: solved, target = the best return of all episodes so far
+    assert s.solved[0] and s.target[0] == 3000 and s.target[1] == 5000
     ep(0, 4000.0, 0)
     assert s.target[0] == 4000  # follows the best return
     for _ in range(4):
@@ -104,6 +105,38 @@ def test_targets_switch_to_the_best_return_once_solved_and_then_follow_it():
         ep(2, 20.0 + success, success)
         assert s.solved[2] == (s.recent_count[2] == 9)
     assert s.target[2] == 21.0
+
+
+@pytest.mark.parametrize("last_success", [1, 0])
+def test_a_window_of_fifty_is_solved_only_when_full(last_success):
+    # the authors' rule, at its default window of 50: one early success, then 48 more, is not solved
+    # (49 episodes, however lucky); the 50th episode decides
+    s = DRATSSampler(2, eta=8.0, step_size=0.5, eps=0.05, initial_target=5000.0, success_threshold=0.5, success_window=50)
+    s.observe(np.array([0]), np.array([2500.0]), np.array([1]))
+    assert not s.solved[0] and s.target[0] == 5000  # one lucky early episode
+    for i in range(48):
+        s.observe(np.array([0]), np.array([100.0 + i]), np.array([1]))
+    assert not s.solved[0] and s.target[0] == 5000  # 49 of 49: the window is not full
+    s.observe(np.array([0]), np.array([50.0]), np.array([last_success]))
+    # 50 of 50 or 49 of 50: solved either way, and the target is the best return of all 50, the first's
+    assert s.solved[0] and s.target[0] == 2500.0 and not s.solved[1]
+
+
+def test_a_full_window_at_the_threshold_is_not_solved():
+    s = DRATSSampler(1, eta=8.0, step_size=0.5, eps=0.1, initial_target=5000.0, success_threshold=0.5, success_window=50)
+    s.observe(np.zeros(50, dtype=int), np.full(50, 300.0), np.arange(50) % 2)  # 25 of 50: not above 0.5
+    assert not s.solved[0]
+    s.observe(np.array([0]), np.array([300.0]), np.array([1]))  # the oldest (a failure) drops out: 26 of 50
+    assert s.solved[0]
+
+
+def test_several_episodes_of_a_task_in_one_round_are_judged_one_by_one():
+    # slots that play the same task finish together; each episode joins the window in turn, as the
+    # authors append them, so a window that passes the threshold at its 50th episode counts
+    s = DRATSSampler(1, eta=8.0, step_size=0.5, eps=0.1, initial_target=5000.0, success_threshold=0.5, success_window=4)
+    s.observe(np.zeros(3, dtype=int), np.full(3, 10.0), np.array([1, 1, 1]))
+    s.observe(np.zeros(3, dtype=int), np.full(3, 10.0), np.array([0, 0, 0]))  # 3 of 4 after the first, then 2 of 4
+    assert s.solved[0]
 
 
 def test_update_uses_window_means_gives_a_task_without_episodes_gap_one_and_resets():
