@@ -73,6 +73,8 @@ class Args:
     """Adam learning rate of the critics"""
     alpha_lr: float = 3e-4
     """Adam learning rate of the per-task temperatures"""
+    adam_eps: float = 1e-5
+    """Adam epsilon of every optimizer (Meta-World+'s; torch's default is 1e-8)"""
     max_grad_norm: float = 1.0
     """gradient-norm clip of the actor and the critics"""
     initial_alpha: float = 1.0
@@ -125,10 +127,11 @@ class Args:
     drats_initial_target: float | None = None
     """target return of a task until it is solved in training (unset: 10 x max-episode-steps, 5000 at 500)"""
     drats_success_threshold: float = 0.5
-    """a task is solved in training (its target then follows its best return) once the success rate of its last
-    --drats-success-window training episodes exceeds this"""
+    """a task is solved in training (its target then follows its best return) once its last --drats-success-window training episodes' success rate exceeds this"""
     drats_success_window: int = 50
     """how many training episodes that success rate is taken over; a task with fewer is never solved"""
+    drats_weighted_updates: bool = False
+    """also weight each task's critic, actor and temperature losses by K x q_i: q then sets each task's share of the gradient, as on PPO (off: only its share of fresh data, the authors' meaning)"""
     # ---- end DRATS ----
 
 
@@ -381,14 +384,18 @@ class MultiHeadMLP(nn.Module):
     of K equal task-major blocks, as the replay buffer draws it, skips the picking: each block goes through
     its own task's head only, a K times smaller last layer (MT50's update: 13% fewer FLOPs)."""
 
-    def __init__(self, in_dim: int, hidden_dims, out_dim: int, num_tasks: int, ensemble: int = 1):
+    def __init__(self, in_dim: int, hidden_dims, out_dim: int, num_tasks: int, ensemble: int = 1, head_scale: float = 1e-3):
         super().__init__()
         dims = [in_dim, *hidden_dims, num_tasks * out_dim]
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
-        for fan_in, fan_out in zip(dims[:-1], dims[1:]):
-            bound = 1 / math.sqrt(fan_in)  # nn.Linear's default initialisation, per ensemble member
+        # as Meta-World+ builds its networks: He-uniform torso weights (bound sqrt(6 / fan_in)) with zero
+        # biases, and small heads, weights and biases uniform in +-head_scale
+        for layer, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
+            torso = layer < len(hidden_dims)
+            bound = math.sqrt(6 / fan_in) if torso else head_scale
             self.weights.append(nn.Parameter(torch.empty(ensemble, fan_in, fan_out).uniform_(-bound, bound)))
-            self.biases.append(nn.Parameter(torch.empty(ensemble, 1, fan_out).uniform_(-bound, bound)))
+            bias = torch.zeros(ensemble, 1, fan_out) if torso else torch.empty(ensemble, 1, fan_out).uniform_(-bound, bound)
+            self.biases.append(nn.Parameter(bias))
         self.num_tasks, self.out_dim = num_tasks, out_dim
 
     def forward(self, x: torch.Tensor, task: torch.Tensor, frozen: bool = False) -> torch.Tensor:
@@ -421,7 +428,7 @@ class Actor(nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_dims, num_tasks: int, bf16: bool = False):
         super().__init__()
-        self.net = MultiHeadMLP(obs_dim, hidden_dims, 2 * act_dim, num_tasks)
+        self.net = MultiHeadMLP(obs_dim, hidden_dims, 2 * act_dim, num_tasks, head_scale=1e-3)
         self.num_tasks, self.bf16 = num_tasks, bf16
         self.policy = self.forward  # what act() runs; the script may swap in a compiled one
 
@@ -453,7 +460,7 @@ class Critic(nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_dims, num_tasks: int):
         super().__init__()
-        self.net = MultiHeadMLP(obs_dim + act_dim, hidden_dims, 1, num_tasks, ensemble=2)
+        self.net = MultiHeadMLP(obs_dim + act_dim, hidden_dims, 1, num_tasks, ensemble=2, head_scale=3e-3)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor, task: torch.Tensor, frozen: bool = False) -> torch.Tensor:
         return self.net(torch.cat([obs, action], -1), task, frozen).squeeze(-1)  # (2, batch)
@@ -605,7 +612,7 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
     log_alpha = torch.full((num_tasks,), math.log(args.initial_alpha), device=device, requires_grad=True)
     # fused: one kernel per optimizer step for all its tensors; a captured CUDA graph replays Adam's step counter
     # on the device: capturable optimizers
-    adam = partial(torch.optim.Adam, capturable=args.cudagraphs, fused=True)
+    adam = partial(torch.optim.Adam, eps=args.adam_eps, capturable=args.cudagraphs, fused=True)
     actor_optimizer = adam(actor.parameters(), lr=args.policy_lr)
     q_optimizer = adam(critic.parameters(), lr=args.q_lr)
     alpha_optimizer = adam([log_alpha], lr=args.alpha_lr)
@@ -613,6 +620,17 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
     actor_params, critic_params, target_params = list(actor.parameters()), list(critic.parameters()), list(target_critic.parameters())
     autocast = partial(torch.autocast, device.type, torch.bfloat16, enabled=args.bf16)  # --bf16: matmuls in bfloat16
 
+    def batch_mean(x):
+        """The mean over the batch (the last dim), whose K task-major blocks are equal: every task weighs 1/K."""
+        return x.mean()
+
+    # ---- DRATS ----
+    # --drats-weighted-updates: task i's block weighs K * q_i instead, in expectation the gradient of a batch drawn
+    # from q; the loop writes K * q into task_weight in place (a captured CUDA graph reads it there)
+    task_weight = torch.ones(num_tasks, device=device)
+    if args.drats_weighted_updates:
+        batch_mean = lambda x: (x.unflatten(-1, (num_tasks, -1)) * task_weight[:, None]).mean()  # noqa: E731
+    # ---- end DRATS ----
     def critic_loss(obs, actions, rewards, next_obs, terminations, task):
         alpha = log_alpha.detach().exp()[task.flatten()]
         with torch.no_grad(), autocast():
@@ -621,7 +639,7 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
             q_target = (rewards + args.gamma * (1 - terminations) * next_q).clamp(-args.max_q_value, args.max_q_value)
         with autocast():
             q = critic(obs, actions, task).clamp(-args.max_q_value, args.max_q_value)
-        return F.mse_loss(q, q_target.expand_as(q)), q.detach().mean()
+        return batch_mean((q - q_target).pow(2)), q.detach().mean()
 
     def actor_and_alpha_losses(obs, task):
         alpha = log_alpha.detach().exp()[task.flatten()]
@@ -629,8 +647,8 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
             pi, log_prob = actor.sample(obs, task)
             # the actor's loss needs no gradient for the critics' weights: it sees them detached
             q_pi = critic(obs, pi, task, frozen=True).min(0).values
-        actor_loss = (alpha * log_prob - q_pi).mean()
-        alpha_loss = (-log_alpha[task.flatten()] * (log_prob.detach() + args.target_entropy)).mean()
+        actor_loss = batch_mean(alpha * log_prob - q_pi)
+        alpha_loss = batch_mean(-log_alpha[task.flatten()] * (log_prob.detach() + args.target_entropy))
         return actor_loss, alpha_loss
 
     if args.compile:  # the losses' forward and backward graphs, fused by the compiler
@@ -663,6 +681,7 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
     if args.cudagraphs:
         learn = CapturedStep(learn)
     optimizers = (actor_optimizer, q_optimizer, alpha_optimizer)
+    learn.task_weight = task_weight  # DRATS
     return actor, critic, target_critic, log_alpha, optimizers, rb, learn
 
 
@@ -740,13 +759,11 @@ class DRATSSampler:
             self.window_return[task] += ret
             self.window_episodes[task] += 1
             self.best_return[task] = max(self.best_return[task], ret)
-            # solved in training, for good: the task has `success_window` episodes and the success rate
-            # of the last that many exceeds the threshold. A window not yet full never counts: one lucky
-            # early episode would otherwise lower the target to a random policy's return for good.
+            # solved in training, for good: a full window of the last `success_window` episodes (one lucky early
+            # episode must not lower the target to a random policy's return) with a success rate above the threshold
             if self.recent_count[task] >= window and self.recent_success[task].mean() > self.success_threshold:
                 self.solved[task] = True
-        # a solved task's target follows its best training return (episodes before the switch included),
-        # so its gap measures how far it is from its best
+        # a solved task's target follows its best training return so far, so its gap is how far it is from its best
         self.target = np.where(self.solved, self.best_return, self.target)
 
     def update(self):
@@ -829,10 +846,8 @@ if __name__ == "__main__":
         os.path.join(run_dir, "episodes.csv"), ["global_step", "task", "episodic_return", "success"], resume_step
     )
     # ---- DRATS ----
-    sampler = DRATSSampler(
-        num_tasks, args.drats_eta, args.drats_step_size, args.drats_eps, args.drats_initial_target,
-        args.drats_success_threshold, args.drats_success_window,
-    )  # fmt: skip
+    sampler = DRATSSampler(num_tasks, args.drats_eta, args.drats_step_size, args.drats_eps, args.drats_initial_target,
+                           args.drats_success_threshold, args.drats_success_window)  # fmt: skip
     last_sampler_update = 0  # vector step
     if state:  # resuming: the sampler goes on from its checkpoint
         sampler, last_sampler_update = state["sampler"]
@@ -923,6 +938,7 @@ if __name__ == "__main__":
         stop["signal"] = signum
         tqdm.write(f"{signal.Signals(signum).name}: stopping at the end of this round, with a checkpoint")
 
+    learn.task_weight.copy_(torch.as_tensor(num_tasks * sampler.q))  # DRATS
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     print(f"{run_dir}: {num_tasks} tasks ({', '.join(task_names)}), {args.num_envs} env slots, device {device}")
@@ -1007,6 +1023,7 @@ if __name__ == "__main__":
             if step + 1 - last_sampler_update >= args.drats_window:
                 last_sampler_update = step + 1
                 gap, window_return, window_episodes = sampler.update()
+                learn.task_weight.copy_(torch.as_tensor(num_tasks * sampler.q))
                 for task, name in enumerate(task_names):
                     row = [sampler.q[task], gap[task], sampler.target[task], window_return[task], window_episodes[task]]
                     sampler_csv.writerow([global_step, name, *row])

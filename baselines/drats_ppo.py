@@ -121,8 +121,7 @@ class Args:
     drats_initial_target: float | None = None
     """target return of a task until it is solved in training (unset: 10 x max-episode-steps, 5000 at 500)"""
     drats_success_threshold: float = 0.5
-    """a task is solved in training (its target then follows its best return) once the success rate of its last
-    --drats-success-window training episodes exceeds this"""
+    """a task is solved in training (its target then follows its best return) once its last --drats-success-window training episodes' success rate exceeds this"""
     drats_success_window: int = 50
     """how many training episodes that success rate is taken over; a task with fewer is never solved"""
     # ---- end DRATS ----
@@ -553,13 +552,11 @@ class DRATSSampler:
             self.window_return[task] += ret
             self.window_episodes[task] += 1
             self.best_return[task] = max(self.best_return[task], ret)
-            # solved in training, for good: the task has `success_window` episodes and the success rate
-            # of the last that many exceeds the threshold. A window not yet full never counts: one lucky
-            # early episode would otherwise lower the target to a random policy's return for good.
+            # solved in training, for good: a full window of the last `success_window` episodes (one lucky early
+            # episode must not lower the target to a random policy's return) with a success rate above the threshold
             if self.recent_count[task] >= window and self.recent_success[task].mean() > self.success_threshold:
                 self.solved[task] = True
-        # a solved task's target follows its best training return (episodes before the switch included),
-        # so its gap measures how far it is from its best
+        # a solved task's target follows its best training return so far, so its gap is how far it is from its best
         self.target = np.where(self.solved, self.best_return, self.target)
 
     def update(self):
@@ -693,10 +690,8 @@ if __name__ == "__main__":
     if args.capture_video:
         video_envs = [make_task_env(t, args.seed + 20_000 + t, task_names, goals, args.max_episode_steps, True) for t in range(num_tasks)]
     # ---- DRATS ----
-    sampler = DRATSSampler(
-        num_tasks, args.drats_eta, args.drats_step_size, args.drats_eps, args.drats_initial_target,
-        args.drats_success_threshold, args.drats_success_window,
-    )  # fmt: skip
+    sampler = DRATSSampler(num_tasks, args.drats_eta, args.drats_step_size, args.drats_eps, args.drats_initial_target,
+                           args.drats_success_threshold, args.drats_success_window)  # fmt: skip
     last_sampler_update = 0  # vector step
     if state:  # resuming: the sampler goes on from its checkpoint
         sampler, last_sampler_update = state["sampler"]

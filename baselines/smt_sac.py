@@ -74,6 +74,8 @@ class Args:
     """Adam learning rate of the critics"""
     alpha_lr: float = 3e-4
     """Adam learning rate of the per-task temperatures"""
+    adam_eps: float = 1e-5
+    """Adam epsilon of every optimizer (Meta-World+'s; torch's default is 1e-8)"""
     max_grad_norm: float = 1.0
     """gradient-norm clip of the actor and the critics"""
     initial_alpha: float = 1.0
@@ -393,14 +395,18 @@ class MultiHeadMLP(nn.Module):
     of K equal task-major blocks, as the replay buffer draws it, skips the picking: each block goes through
     its own task's head only, a K times smaller last layer (MT50's update: 13% fewer FLOPs)."""
 
-    def __init__(self, in_dim: int, hidden_dims, out_dim: int, num_tasks: int, ensemble: int = 1):
+    def __init__(self, in_dim: int, hidden_dims, out_dim: int, num_tasks: int, ensemble: int = 1, head_scale: float = 1e-3):
         super().__init__()
         dims = [in_dim, *hidden_dims, num_tasks * out_dim]
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
-        for fan_in, fan_out in zip(dims[:-1], dims[1:]):
-            bound = 1 / math.sqrt(fan_in)  # nn.Linear's default initialisation, per ensemble member
+        # as Meta-World+ builds its networks: He-uniform torso weights (bound sqrt(6 / fan_in)) with zero
+        # biases, and small heads, weights and biases uniform in +-head_scale
+        for layer, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
+            torso = layer < len(hidden_dims)
+            bound = math.sqrt(6 / fan_in) if torso else head_scale
             self.weights.append(nn.Parameter(torch.empty(ensemble, fan_in, fan_out).uniform_(-bound, bound)))
-            self.biases.append(nn.Parameter(torch.empty(ensemble, 1, fan_out).uniform_(-bound, bound)))
+            bias = torch.zeros(ensemble, 1, fan_out) if torso else torch.empty(ensemble, 1, fan_out).uniform_(-bound, bound)
+            self.biases.append(nn.Parameter(bias))
         self.num_tasks, self.out_dim = num_tasks, out_dim
 
     def forward(self, x: torch.Tensor, task: torch.Tensor, frozen: bool = False) -> torch.Tensor:
@@ -433,7 +439,7 @@ class Actor(nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_dims, num_tasks: int, bf16: bool = False):
         super().__init__()
-        self.net = MultiHeadMLP(obs_dim, hidden_dims, 2 * act_dim, num_tasks)
+        self.net = MultiHeadMLP(obs_dim, hidden_dims, 2 * act_dim, num_tasks, head_scale=1e-3)
         self.num_tasks, self.bf16 = num_tasks, bf16
         self.policy = self.forward  # what act() runs; the script may swap in a compiled one
 
@@ -465,7 +471,7 @@ class Critic(nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_dims, num_tasks: int):
         super().__init__()
-        self.net = MultiHeadMLP(obs_dim + act_dim, hidden_dims, 1, num_tasks, ensemble=2)
+        self.net = MultiHeadMLP(obs_dim + act_dim, hidden_dims, 1, num_tasks, ensemble=2, head_scale=3e-3)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor, task: torch.Tensor, frozen: bool = False) -> torch.Tensor:
         return self.net(torch.cat([obs, action], -1), task, frozen).squeeze(-1)  # (2, batch)
@@ -617,13 +623,17 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
     log_alpha = torch.full((num_tasks,), math.log(args.initial_alpha), device=device, requires_grad=True)
     # fused: one kernel per optimizer step for all its tensors; a captured CUDA graph replays Adam's step counter
     # on the device: capturable optimizers
-    adam = partial(torch.optim.Adam, capturable=args.cudagraphs, fused=True)
+    adam = partial(torch.optim.Adam, eps=args.adam_eps, capturable=args.cudagraphs, fused=True)
     actor_optimizer = adam(actor.parameters(), lr=args.policy_lr)
     q_optimizer = adam(critic.parameters(), lr=args.q_lr)
     alpha_optimizer = adam([log_alpha], lr=args.alpha_lr)
     rb = MultiTaskReplayBuffer(num_tasks, args.buffer_size // num_tasks, obs_dim, act_dim, device)
     actor_params, critic_params, target_params = list(actor.parameters()), list(critic.parameters()), list(target_critic.parameters())
     autocast = partial(torch.autocast, device.type, torch.bfloat16, enabled=args.bf16)  # --bf16: matmuls in bfloat16
+
+    def batch_mean(x):
+        """The mean over the batch (the last dim), whose K task-major blocks are equal: every task weighs 1/K."""
+        return x.mean()
 
     def critic_loss(obs, actions, rewards, next_obs, terminations, task):
         alpha = log_alpha.detach().exp()[task.flatten()]
@@ -633,7 +643,7 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
             q_target = (rewards + args.gamma * (1 - terminations) * next_q).clamp(-args.max_q_value, args.max_q_value)
         with autocast():
             q = critic(obs, actions, task).clamp(-args.max_q_value, args.max_q_value)
-        return F.mse_loss(q, q_target.expand_as(q)), q.detach().mean()
+        return batch_mean((q - q_target).pow(2)), q.detach().mean()
 
     def actor_and_alpha_losses(obs, task):
         alpha = log_alpha.detach().exp()[task.flatten()]
@@ -641,8 +651,8 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
             pi, log_prob = actor.sample(obs, task)
             # the actor's loss needs no gradient for the critics' weights: it sees them detached
             q_pi = critic(obs, pi, task, frozen=True).min(0).values
-        actor_loss = (alpha * log_prob - q_pi).mean()
-        alpha_loss = (-log_alpha[task.flatten()] * (log_prob.detach() + args.target_entropy)).mean()
+        actor_loss = batch_mean(alpha * log_prob - q_pi)
+        alpha_loss = batch_mean(-log_alpha[task.flatten()] * (log_prob.detach() + args.target_entropy))
         return actor_loss, alpha_loss
 
     if args.compile:  # the losses' forward and backward graphs, fused by the compiler
