@@ -60,7 +60,7 @@ class Args:
     num_steps: int = 10_000
     """env steps per slot in each rollout (whole episodes: a multiple of --max-episode-steps)"""
     learning_rate: float = 5e-4
-    """Adam learning rate of the actor and the critic"""
+    """learning rate of the actor's and of the critic's Adam optimizers"""
     adam_eps: float = 1e-5
     """Adam epsilon"""
     gamma: float = 0.99
@@ -78,15 +78,15 @@ class Args:
     vf_coef: float = 0.001
     """value-loss coefficient (the value loss is not clipped)"""
     max_grad_norm: float = 1.0
-    """global gradient-norm clip of the actor and the critic together"""
+    """gradient-norm clip of the actor and of the critic, each on its own"""
     target_kl: float = 0.05
     """a rollout's passes stop early once the approximate KL of a minibatch passes 1.5 x this (0.075)"""
     norm_adv: bool = True
-    """normalise the advantages of each minibatch"""
+    """normalise the advantages of each minibatch per task, by each task's own mean and std"""
     eval_interval: int | None = None
     """env steps between evaluations, each at the next rollout's end; there is always one at the end
     (unset: 200,000 x number of tasks: 2M on MT10, 10M on MT50)"""
-    eval_episodes: int = 50
+    eval_episodes: int = 100
     """evaluation episodes per task, deterministic policy (the mean action), success at any step counts"""
     eval_envs_per_task: int = 1
     """eval envs per task, sharing its episodes (with --vector-strategy async, one process each: evaluation spread over more cores)"""
@@ -336,14 +336,18 @@ class MultiHeadMLP(nn.Module):
     """`ensemble` MLPs evaluated as one chain of batched matmuls: a shared ReLU torso and one output
     head per task. All heads are one matmul; each sample's own head is then picked by its task id."""
 
-    def __init__(self, in_dim: int, hidden_dims, out_dim: int, num_tasks: int, ensemble: int = 1):
+    def __init__(self, in_dim: int, hidden_dims, out_dim: int, num_tasks: int, ensemble: int = 1, head_scale: float = 1e-3):
         super().__init__()
         dims = [in_dim, *hidden_dims, num_tasks * out_dim]
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
-        for fan_in, fan_out in zip(dims[:-1], dims[1:]):
-            bound = 1 / math.sqrt(fan_in)  # nn.Linear's default initialisation, per ensemble member
+        # as the authors build their networks: He-uniform torso weights (bound sqrt(6 / fan_in)) with zero
+        # biases, and small heads, weights and biases uniform in +-head_scale
+        for layer, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
+            torso = layer < len(hidden_dims)
+            bound = math.sqrt(6 / fan_in) if torso else head_scale
             self.weights.append(nn.Parameter(torch.empty(ensemble, fan_in, fan_out).uniform_(-bound, bound)))
-            self.biases.append(nn.Parameter(torch.empty(ensemble, 1, fan_out).uniform_(-bound, bound)))
+            bias = torch.zeros(ensemble, 1, fan_out) if torso else torch.empty(ensemble, 1, fan_out).uniform_(-bound, bound)
+            self.biases.append(nn.Parameter(bias))
         self.num_tasks, self.out_dim = num_tasks, out_dim
 
     def forward(self, x: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
@@ -362,8 +366,8 @@ class Agent(nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_dims, num_tasks: int):
         super().__init__()
-        self.actor = MultiHeadMLP(obs_dim, hidden_dims, 2 * act_dim, num_tasks)
-        self.critic = MultiHeadMLP(obs_dim, hidden_dims, 1, num_tasks)
+        self.actor = MultiHeadMLP(obs_dim, hidden_dims, 2 * act_dim, num_tasks, head_scale=1e-3)
+        self.critic = MultiHeadMLP(obs_dim, hidden_dims, 1, num_tasks, head_scale=3e-3)
         self.num_tasks = num_tasks
 
     def value(self, obs: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
@@ -448,6 +452,16 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, last_values: torch.Tensor, 
     return advantages, advantages + values
 
 
+def normalize_per_task(adv: torch.Tensor, task: torch.Tensor, num_tasks: int) -> torch.Tensor:
+    """Each task's advantages to zero mean and unit std by that task's own statistics (the authors': a global
+    normalisation gives the tasks of low return, the hard ones, negative advantages and slows them down)."""
+    zeros = adv.new_zeros(num_tasks)
+    count = zeros.index_add(0, task, torch.ones_like(adv)).clamp_min(1)  # index_add: unlike bincount, no host sync
+    mean = (zeros.index_add(0, task, adv) / count)[task]
+    std = (zeros.index_add(0, task, (adv - mean).pow(2)) / count).sqrt()[task]
+    return (adv - mean) / (std + 1e-8)
+
+
 def write_videos(agent: Agent, video_envs: list, task_names: list[str], run_dir: str, global_step: int, track: bool):
     """One deterministic episode per task, every 5th frame (software EGL renders ~0.1 s a frame)."""
     import imageio
@@ -491,7 +505,9 @@ if __name__ == "__main__":
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
 
     agent = Agent(obs_dim, act_dim, args.hidden_dims, num_tasks).to(device)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=args.adam_eps)
+    # the actor and the critic each have their own optimizer and gradient clip, as in the authors' learner
+    actor_optimizer = torch.optim.Adam(agent.actor.parameters(), lr=args.learning_rate, eps=args.adam_eps)
+    critic_optimizer = torch.optim.Adam(agent.critic.parameters(), lr=args.learning_rate, eps=args.adam_eps)
     check_output_location(run_dir, 10**8)
 
     # the rollout, on the training device; rounds = episodes per slot in a rollout
@@ -529,14 +545,17 @@ if __name__ == "__main__":
                     break
                 adv = b_advantages[mb]
                 if args.norm_adv:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                    adv = normalize_per_task(adv, b_tasks[mb], num_tasks)
                 pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)).mean()
                 v_loss = 0.5 * (value - b_returns[mb]).pow(2).mean()
                 loss = pg_loss - args.ent_coef * entropy.mean() + args.vf_coef * v_loss
-                optimizer.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
-                optimizer.step()
+                actor_optimizer.zero_grad()
+                critic_optimizer.zero_grad()
+                loss.backward()  # the policy's terms reach only the actor, the value's only the critic
+                nn.utils.clip_grad_norm_(agent.actor.parameters(), args.max_grad_norm)
+                nn.utils.clip_grad_norm_(agent.critic.parameters(), args.max_grad_norm)
+                actor_optimizer.step()
+                critic_optimizer.step()
                 sums += torch.stack([pg_loss, v_loss, entropy.mean(), approx_kl, clipfrac, torch.ones((), device=device)]).detach()
             if stopped:
                 break
@@ -613,7 +632,7 @@ if __name__ == "__main__":
             "loop": (iteration, round_index, last_success, env_steps_per_task),
             "wandb_id": wandb_id,
             "agent": agent.state_dict(),
-            "optimizer": optimizer.state_dict(),
+            "optimizers": [actor_optimizer.state_dict(), critic_optimizer.state_dict()],
             "rng": (random.getstate(), np.random.get_state(), rng.bit_generator.state, torch.get_rng_state(),
                     torch.cuda.get_rng_state_all() if device.type == "cuda" else None),  # fmt: skip
             "eval_env_rng": list(eval_envs.get_attr("np_random")),  # the goals of the next evaluations
@@ -631,7 +650,8 @@ if __name__ == "__main__":
 
     if state:  # resuming: everything as it was at the checkpoint
         agent.load_state_dict(state["agent"])
-        optimizer.load_state_dict(state["optimizer"])
+        actor_optimizer.load_state_dict(state["optimizers"][0])
+        critic_optimizer.load_state_dict(state["optimizers"][1])
         python_rng, numpy_rng, run_rng, torch_rng, cuda_rng = state["rng"]
         random.setstate(python_rng)
         np.random.set_state(numpy_rng)

@@ -18,7 +18,7 @@ from test_resume import start, wait_for_checkpoint
 
 sys.path.insert(0, os.path.join(ROOT, "baselines"))
 from drats_ppo import drats_update
-from uniform_ppo import Args, gae, resolve_args
+from uniform_ppo import Agent, Args, gae, normalize_per_task, resolve_args
 
 TASKS = ["reach-v3", "push-v3", "drawer-close-v3"]
 # 3 slots x 150 steps per rollout (three 50-step episodes), 4 rollouts
@@ -60,6 +60,43 @@ def test_defaults_are_the_authors_settings():
     assert (mt50.total_timesteps, mt50.eval_interval, mt50.ent_coef) == (500_000_000, 10_000_000, 0.03)
     assert (mt10.num_envs, mt10.num_steps, mt10.update_epochs, mt10.num_minibatches) == (10, 10_000, 16, 32)
     assert (mt10.learning_rate, mt10.gae_lambda, mt10.clip_coef, mt10.vf_coef, mt10.target_kl) == (5e-4, 0.97, 0.2, 0.001, 0.05)
+    assert (mt10.eval_episodes, mt10.adam_eps, mt10.max_grad_norm) == (100, 1e-5, 1.0)
+
+
+def test_advantages_are_normalised_per_task_within_the_minibatch():
+    generator = torch.Generator().manual_seed(0)
+    task = torch.tensor([0, 1, 0, 2, 1, 0, 1, 1, 2])
+    # task 0's advantages large (an easy task), the others small: each is normalised by its own statistics
+    adv = torch.randn(9, generator=generator, dtype=torch.float64) + 100.0 * (task == 0)
+    out = normalize_per_task(adv, task, num_tasks=4)  # task 3 has no sample in this minibatch
+    for t in range(3):
+        a = adv[task == t]
+        torch.testing.assert_close(out[task == t], (a - a.mean()) / (a.std(unbiased=False) + 1e-8))
+        assert abs(float(out[task == t].mean())) < 1e-9
+    # one global normalisation would push every advantage of tasks 1 and 2 below zero
+    global_norm = (adv - adv.mean()) / adv.std()
+    assert (global_norm[task != 0] < 0).all() and (out[task != 0] > 0).any()
+
+
+def test_networks_start_as_the_authors_build_them():
+    agent = Agent(39 + 3, 4, (64, 32), num_tasks=3)
+    for net, head_scale in ((agent.actor, 1e-3), (agent.critic, 3e-3)):
+        (w1, w2, head), (b1, b2, head_bias) = net.weights, net.biases
+        for w, fan_in in ((w1, 42), (w2, 64)):  # He-uniform: U(+-sqrt(6 / fan_in)), variance 2 / fan_in
+            assert w.abs().max() <= (6 / fan_in) ** 0.5 and abs(float(w.var()) * fan_in / 2 - 1) < 0.1
+        assert not b1.any() and not b2.any()
+        assert head.abs().max() <= head_scale and head_bias.abs().max() <= head_scale and head_bias.any()
+
+
+def test_actor_and_critic_have_their_own_optimizers(workdir):
+    result = run_script("baselines/uniform_ppo.py", *SMALL, "--total-timesteps", "450", "--run-name", "o", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = torch.load(os.path.join(workdir, "runs", "o", "checkpoint.pt"), weights_only=False)
+    actor_state, critic_state = (optimizer["state"] for optimizer in state["optimizers"])
+    actor_shapes = [v.shape for k, v in state["agent"].items() if k.startswith("actor.")]
+    critic_shapes = [v.shape for k, v in state["agent"].items() if k.startswith("critic.")]
+    assert [s["exp_avg"].shape for s in actor_state.values()] == actor_shapes
+    assert [s["exp_avg"].shape for s in critic_state.values()] == critic_shapes
 
 
 def test_uniform_ppo_tiny_run(workdir):
@@ -113,15 +150,15 @@ def test_drats_ppo_is_uniform_ppo_plus_the_marked_drats_lines():
     assert len(drats) - len(uniform) < 150
 
 
-def drats_blocks(path):
-    """The text of each `# ---- DRATS ----` block of a script, in order."""
+def marked_blocks(path, name="DRATS"):
+    """The text of each `# ---- NAME ----` block of a script, in order."""
     with open(path) as f:
         lines = f.read().splitlines()
     blocks, current = [], None
     for line in lines:
-        if line.strip() == "# ---- DRATS ----":
+        if line.strip() == f"# ---- {name} ----":
             current = []
-        elif line.strip() == "# ---- end DRATS ----":
+        elif line.strip() == f"# ---- end {name} ----":
             blocks.append("\n".join(current))
             current = None
         elif current is not None:
@@ -130,8 +167,8 @@ def drats_blocks(path):
 
 
 def test_the_sampler_is_the_same_text_in_drats_sac_and_drats_ppo():
-    sac = drats_blocks(os.path.join(ROOT, "drats_sac.py"))
-    ppo = drats_blocks(os.path.join(ROOT, "baselines", "drats_ppo.py"))
+    sac = marked_blocks(os.path.join(ROOT, "drats_sac.py"))
+    ppo = marked_blocks(os.path.join(ROOT, "baselines", "drats_ppo.py"))
     sampler = [b for b in sac if "class DRATSSampler" in b]
     assert len(sampler) == 1 and sampler[0] in ppo  # the functions and the class, character for character
     setup = [b for b in sac if "sampler = DRATSSampler(" in b]
@@ -180,3 +217,65 @@ def test_bad_input_stops_at_once(workdir, args, expected):
     result = run_script(script, *SMALL, *args, "--run-name", "bad", cwd=workdir, timeout=60)
     assert result.returncode != 0 and expected in result.stderr and "Traceback" not in result.stderr
     assert not os.path.exists(os.path.join(workdir, "runs", "bad"))
+
+
+@pytest.mark.parametrize("name", ["LP", "SMT"])
+def test_each_ppo_baseline_is_uniform_ppo_plus_the_sac_baselines_sampler(name):
+    script = name.lower()
+    with open(os.path.join(ROOT, "baselines", "uniform_ppo.py")) as f:
+        uniform = f.read().splitlines()
+    with open(os.path.join(ROOT, "baselines", f"{script}_ppo.py")) as f:
+        baseline = f.read().splitlines()
+    assert strip_header(without_block(baseline, name)) == strip_header(uniform)
+    sac = marked_blocks(os.path.join(ROOT, "baselines", f"{script}_sac.py"), name)
+    ppo = marked_blocks(os.path.join(ROOT, "baselines", f"{script}_ppo.py"), name)
+    for marker in ["Sampler:", "sampler = "]:  # the sampler itself; its construction, resume and sampler.csv
+        (block,) = [b for b in sac if marker in b]
+        assert block in ppo
+    # the same arguments and checks; only the window's default differs: one rollout for PPO
+    for marker in [f"{script}_eps: float", f"args.{script}_eps = "]:
+        (sac_block,) = [b for b in sac if marker in b]
+        (ppo_block,) = [b for b in ppo if marker in b]
+        differs = set(ppo_block.splitlines()) ^ set(sac_block.splitlines())
+        assert differs and all(f"{script}_window" in line or "env steps per slot" in line for line in differs), differs
+
+
+def test_lp_ppo_run_updates_q_once_per_rollout_as_its_update_says(workdir):
+    from lp_ppo import lp_update
+
+    result = run_script("baselines/lp_ppo.py", *SMALL, "--run-name", "lp", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = os.path.join(workdir, "runs", "lp")
+    rows = read_csv(os.path.join(run_dir, "sampler.csv"))
+    steps = sorted({int(r["global_step"]) for r in rows})
+    assert steps == [0, 450, 900, 1350, 1800]  # the uniform start, then once per rollout
+    q, last = np.full(3, 1 / 3), np.zeros(3)
+    for s in steps[1:]:
+        at = [r for r in rows if int(r["global_step"]) == s]
+        window_return = np.array([float(r["window_return"]) for r in at])
+        change = np.abs(window_return - last)
+        q = lp_update(q, change / (change.max() + 0.01), np.zeros(3, bool), 8.0, 0.5, 1 / 12)  # no full window of 50
+        np.testing.assert_allclose([float(r["prob"]) for r in at], q, rtol=1e-12)
+        last = window_return
+    assert not np.allclose(q, 1 / 3)
+
+
+def test_smt_ppo_run_schedules_once_per_rollout_with_the_authors_thresholds(workdir):
+    result = run_script("baselines/smt_ppo.py", *SMALL, "--run-name", "smt", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = os.path.join(workdir, "runs", "smt")
+    with open(os.path.join(run_dir, "config.json")) as f:
+        config = json.load(f)
+    assert config["smt_window"] == 150 and config["smt_num_active"] == 2
+    assert config["smt_high_thresholds"] == {"reach-v3": 400.0, "push-v3": 300.0, "drawer-close-v3": 400.0}
+    rows = read_csv(os.path.join(run_dir, "sampler.csv"))
+    steps = sorted({int(r["global_step"]) for r in rows})
+    assert steps == [0, 450, 900, 1350, 1800]
+    for s in steps[1:]:
+        at = [r for r in rows if int(r["global_step"]) == s]
+        q, pools = np.array([float(r["prob"]) for r in at]), np.array([int(r["gap"]) for r in at])
+        assert q.sum() == pytest.approx(1.0)
+        if s < 0.85 * 1800 and (pools == 1).any():  # stage 1: the active tasks share what the floor leaves
+            np.testing.assert_allclose(q[pools == 1], (1 - 3 / 12) / (pools == 1).sum() + 1 / 12)
+        else:
+            np.testing.assert_allclose(q, 1 / 3)

@@ -1,0 +1,918 @@
+# Multi-task PPO on Meta-World (MT10 / MT25 / MT50) with SMT, Scheduled Multi-Task training ("Hard
+# tasks first", Cho et al., ICML 2024), a baseline of the DRATS paper (arXiv 2605.14350), on the
+# authors' own Meta-World learner: a small active set of the hardest unsolved tasks gets the data until
+# they are solved or judged unsolvable. This is uniform_ppo.py plus the blocks marked SMT, which are the
+# same text as in smt_sac.py, so `diff uniform_ppo.py smt_ppo.py` shows the sampler and nothing else.
+import csv
+import ctypes.util
+import dataclasses
+import json
+import math
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from functools import partial
+from importlib.metadata import version
+from typing import Literal
+
+# headless rendering for --capture-video, set before mujoco loads: EGL, or rendering off where no EGL library
+# is installed (as on many GPU nodes), so that mujoco still loads
+os.environ.setdefault("MUJOCO_GL", "egl" if ctypes.util.find_library("EGL") else "disable")
+
+import gymnasium as gym
+import metaworld
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+from metaworld.wrappers import AutoTerminateOnSuccessWrapper, OneHotWrapper, RandomTaskSelectWrapper
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the default run name)"""
+    env_id: Literal["MT10", "MT25", "MT50"] = "MT10"
+    """the Meta-World multi-task benchmark"""
+    tasks: tuple[str, ...] = ()
+    """an explicit list of Meta-World task names (e.g. reach-v3 push-v3) that replaces the benchmark's tasks"""
+    seed: int = 1
+    """seed of the experiment (networks, minibatches, task goals, env randomness)"""
+    total_timesteps: int | None = None
+    """env steps over all tasks (unset: 10,000,000 x number of tasks: 100M on MT10, 500M on MT50)"""
+    num_envs: int | None = None
+    """env slots stepped together (unset: number of tasks, one slot per task)"""
+    max_episode_steps: int = 500
+    """episode length (Meta-World's limit is 500)"""
+    vector_strategy: Literal["sync", "async"] = "sync"
+    """sync: all slots in this process; async: one process per slot (for many-core machines)"""
+    hidden_dims: tuple[int, ...] = (400, 400, 400)
+    """widths of the shared torso of the actor and of the critic"""
+    num_steps: int = 10_000
+    """env steps per slot in each rollout (whole episodes: a multiple of --max-episode-steps)"""
+    learning_rate: float = 5e-4
+    """learning rate of the actor's and of the critic's Adam optimizers"""
+    adam_eps: float = 1e-5
+    """Adam epsilon"""
+    gamma: float = 0.99
+    """discount factor"""
+    gae_lambda: float = 0.97
+    """lambda of generalised advantage estimation"""
+    update_epochs: int = 16
+    """passes over each rollout"""
+    num_minibatches: int = 32
+    """minibatches per pass"""
+    clip_coef: float = 0.2
+    """PPO's clip on the probability ratio"""
+    ent_coef: float | None = None
+    """entropy bonus coefficient (unset: 0.03 on MT50, 0.01 otherwise)"""
+    vf_coef: float = 0.001
+    """value-loss coefficient (the value loss is not clipped)"""
+    max_grad_norm: float = 1.0
+    """gradient-norm clip of the actor and of the critic, each on its own"""
+    target_kl: float = 0.05
+    """a rollout's passes stop early once the approximate KL of a minibatch passes 1.5 x this (0.075)"""
+    norm_adv: bool = True
+    """normalise the advantages of each minibatch per task, by each task's own mean and std"""
+    eval_interval: int | None = None
+    """env steps between evaluations, each at the next rollout's end; there is always one at the end
+    (unset: 200,000 x number of tasks: 2M on MT10, 10M on MT50)"""
+    eval_episodes: int = 100
+    """evaluation episodes per task, deterministic policy (the mean action), success at any step counts"""
+    eval_envs_per_task: int = 1
+    """eval envs per task, sharing its episodes (with --vector-strategy async, one process each: evaluation spread over more cores)"""
+    run_name: str | None = None
+    """run directory under runs/ (unset: <env-id or customK>__<exp-name>__<seed>__<unix time>)"""
+    cuda: bool = True
+    """use CUDA when it is available"""
+    torch_deterministic: bool = True
+    """torch.backends.cudnn.deterministic"""
+    track: bool = False
+    """log to Weights & Biases (TensorBoard is always written)"""
+    wandb_project_name: str = "drats"
+    """the wandb project"""
+    wandb_entity: str | None = None
+    """the wandb entity (team)"""
+    capture_video: bool = False
+    """record one evaluation episode per task at every evaluation into runs/<run-name>/videos"""
+    checkpoint_interval: int | None = None
+    """env steps between checkpoints, each taken at the next rollout's end (unset: --eval-interval)"""
+    resume: str | None = None
+    """continue the run in this directory (e.g. runs/<run-name>) from its last checkpoint"""
+    # ---- SMT ----
+    smt_num_active: int | None = None
+    """size of the active set (unset: 3 on MT10, 8 on MT50, round(1.75 + K / 8) in general)"""
+    smt_low_threshold: float | None = None
+    """an active task out of budget whose window-mean return is below this is unsolvable (unset: 4 x max-episode-steps, 2000 at 500)"""
+    smt_high_thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
+    """an active task whose window-mean return exceeds its high threshold is solved. Pairs of task name and threshold
+    override the defaults: on MT10 and on --tasks lists, the authors' MT10 value of each MT10 task and 4000 for any
+    other; on MT25 and MT50, 4000 for every task (the authors' MT50 code never ran); all scaled by max-episode-steps / 500"""
+    smt_kappa: float = 0.8
+    """budget share: the first active set gets kappa x total-timesteps / num-active env steps each, a task
+    promoted later kappa x (stage-1 env steps left) / num-active"""
+    smt_stage1_share: float = 0.85
+    """share of --total-timesteps spent scheduling (stage 1) before sampling all tasks uniformly (stage 2)"""
+    smt_eps: float | None = None
+    """probability floor of every task in stage 1 (unset: 1 / (4 x number of tasks), 1/40 on MT10)"""
+    smt_window: int | None = None
+    """env steps per slot between two scheduling decisions, taken at rollout ends (unset: --num-steps, once per rollout)"""
+    # ---- end SMT ----
+
+
+def fail(message: str):
+    """Stop at once with one clear line, before anything is built or written."""
+    sys.exit(f"error: {message}")
+
+
+def resolve_args(args: Args, resuming: bool = False) -> Args:
+    """Fill the defaults that scale with the number of tasks and reject bad input."""
+    unknown = [name for name in args.tasks if name not in ALL_V3_ENVIRONMENTS]
+    if unknown:
+        fail(f"--tasks: unknown task {', '.join(unknown)}; allowed: {' '.join(ALL_V3_ENVIRONMENTS)}")
+    if len(set(args.tasks)) != len(args.tasks):
+        fail("--tasks: a task is listed twice")
+    k = len(args.tasks) or int(args.env_id[2:])
+    args.total_timesteps = args.total_timesteps or 10_000_000 * k
+    args.num_envs = args.num_envs or k
+    args.ent_coef = (0.03 if k >= 50 else 0.01) if args.ent_coef is None else args.ent_coef
+    args.eval_interval = args.eval_interval or 200_000 * k
+    if not 1 <= args.max_episode_steps <= 500:
+        fail(f"--max-episode-steps must be between 1 and 500 (Meta-World's limit), got {args.max_episode_steps}")
+    if args.num_envs < 1:
+        fail(f"--num-envs must be at least 1, got {args.num_envs}")
+    # a rollout is whole episodes: every rollout starts with a round, and GAE never crosses a rollout
+    if args.num_steps < args.max_episode_steps or args.num_steps % args.max_episode_steps:
+        fail(f"--num-steps must be a positive multiple of --max-episode-steps ({args.max_episode_steps}), got {args.num_steps}")
+    if args.total_timesteps < args.num_envs * args.num_steps:
+        fail(f"--total-timesteps must hold one rollout (num-envs x num-steps = {args.num_envs * args.num_steps}), got {args.total_timesteps}")
+    if not 1 <= args.num_minibatches <= args.num_envs * args.num_steps or args.update_epochs < 1:
+        fail(f"--num-minibatches must be between 1 and the rollout size ({args.num_envs * args.num_steps}) and --update-epochs at least 1")
+    if args.learning_rate <= 0 or args.clip_coef <= 0 or args.target_kl <= 0:
+        fail("--learning-rate, --clip-coef and --target-kl must be positive")
+    if not 0 <= args.gamma <= 1 or not 0 <= args.gae_lambda <= 1:
+        fail(f"--gamma and --gae-lambda must lie in [0, 1], got {args.gamma} and {args.gae_lambda}")
+    if args.eval_interval < 1 or args.eval_episodes < 1:
+        fail("--eval-interval and --eval-episodes must be at least 1")
+    if not 1 <= args.eval_envs_per_task <= args.eval_episodes:
+        fail(f"--eval-envs-per-task must be between 1 and --eval-episodes ({args.eval_episodes}), got {args.eval_envs_per_task}")
+    args.checkpoint_interval = args.checkpoint_interval or args.eval_interval
+    if args.checkpoint_interval < 1:
+        fail(f"--checkpoint-interval must be at least 1, got {args.checkpoint_interval}")
+    if args.capture_video and os.environ["MUJOCO_GL"].lower() in ("disable", "disabled", "off", "false", "0"):
+        fail("--capture-video: no OpenGL library to render with (install libEGL, e.g. apt install libegl1, or set MUJOCO_GL=osmesa)")
+    # ---- SMT ----
+    args.smt_window = args.smt_window or args.num_steps
+    args.smt_num_active = args.smt_num_active or min(k, round(1.75 + k / 8))
+    args.smt_low_threshold = 4.0 * args.max_episode_steps if args.smt_low_threshold is None else args.smt_low_threshold
+    args.smt_eps = 1 / (4 * k) if args.smt_eps is None else args.smt_eps
+    names = args.tasks or tuple(getattr(metaworld.env_dict, f"{args.env_id}_V3"))
+    if set(args.smt_high_thresholds) - set(names):
+        fail(f"--smt-high-thresholds: {' '.join(sorted(set(args.smt_high_thresholds) - set(names)))} is not a task of this run")
+    scale = args.max_episode_steps / 500  # the thresholds are returns of 500-step episodes
+    authors = SMT_MT10_HIGH if args.tasks or args.env_id == "MT10" else {}
+    args.smt_high_thresholds = {n: args.smt_high_thresholds.get(n, authors.get(n, 4000.0) * scale) for n in names}
+    if not 1 <= args.smt_num_active <= k:
+        fail(f"--smt-num-active must lie in [1, {k}] for {k} tasks, got {args.smt_num_active}")
+    if args.smt_low_threshold > min(args.smt_high_thresholds.values()):
+        fail(f"--smt-low-threshold must not exceed any high threshold, got {args.smt_low_threshold} > {min(args.smt_high_thresholds.values())}")
+    if args.smt_kappa <= 0 or not 0 <= args.smt_stage1_share <= 1:
+        fail(f"--smt-kappa must be positive and --smt-stage1-share in [0, 1], got {args.smt_kappa} and {args.smt_stage1_share}")
+    if not 0 <= args.smt_eps <= 1 / k:
+        fail(f"--smt-eps must lie in [0, 1/K] = [0, {1 / k:.4g}] for {k} tasks, got {args.smt_eps}")
+    if args.smt_window < args.max_episode_steps:
+        fail(f"--smt-window must hold at least one episode ({args.max_episode_steps} steps), got {args.smt_window}")
+    # ---- end SMT ----
+    benchmark = f"custom{k}" if args.tasks else args.env_id
+    args.run_name = args.run_name or f"{benchmark}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if not resuming and os.path.exists(os.path.join("runs", args.run_name)):
+        fail(f"--run-name: runs/{args.run_name} already exists; choose another name or --resume it (a run is never overwritten)")
+    return args
+
+
+# what a resumed run may change; every other argument must be the one the run started with
+CAN_CHANGE_ON_RESUME = {
+    "total_timesteps", "eval_interval", "eval_episodes", "checkpoint_interval", "resume",
+    "cuda", "torch_deterministic", "vector_strategy", "track", "wandb_project_name", "wandb_entity", "capture_video",
+}  # fmt: skip
+
+
+def parse_args() -> Args:
+    """The command line. With --resume, the saved run's arguments with what this command line changes."""
+    args = tyro.cli(Args)
+    if args.resume is None:
+        return resolve_args(args)
+    config_path = os.path.join(args.resume, "config.json")
+    if not os.path.exists(os.path.join(args.resume, "checkpoint.pt")) or not os.path.exists(config_path):
+        fail(f"--resume: {args.resume} holds no checkpoint.pt and config.json to resume from")
+    with open(config_path) as f:
+        saved = json.load(f)
+    names = [field.name for field in dataclasses.fields(Args) if field.name in saved]
+    args = tyro.cli(Args, default=Args(**{n: tuple(saved[n]) if isinstance(saved[n], list) else saved[n] for n in names}))
+    show = lambda v: " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)  # noqa: E731
+    changed = [
+        f"--{n.replace('_', '-')} was {show(saved[n])}, now {show(getattr(args, n))}"
+        for n in names
+        if n not in CAN_CHANGE_ON_RESUME and json.loads(json.dumps(getattr(args, n))) != saved[n]
+    ]
+    if changed:
+        fail(f"--resume: these arguments would change the run, which must go on as it started: {'; '.join(changed)}")
+    return resolve_args(args, resuming=True)
+
+
+def check_output_location(run_dir: str, needed_bytes: int):
+    """Fail before training, not days into it, where the run cannot write its outputs and checkpoints."""
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, ".write-test"), "w") as f:
+            f.write("ok")
+        os.remove(os.path.join(run_dir, ".write-test"))
+    except OSError as error:
+        fail(f"cannot write the run's outputs to {run_dir}: {error.strerror}")
+    free = shutil.disk_usage(run_dir).free
+    if free < needed_bytes:
+        fail(f"{run_dir}: {free / 1e9:.1f} GB free, checkpoints need about {needed_bytes / 1e9:.1f} GB (see --no-checkpoint-buffer)")
+
+
+def open_csv(path: str, header: list[str], resume_step: int | None):
+    """A CSV log to append to. A new run writes the header. A resumed run keeps only the complete rows
+    up to its checkpoint's step: the rows written after it will be written again."""
+    if resume_step is not None:
+        rows = []
+        if os.path.exists(path):
+            with open(path, newline="") as f:
+                rows = f.readlines()[1:]
+        with open(path + ".tmp", "w", newline="") as f:
+            csv.writer(f).writerow(header)
+            f.writelines(row for row in rows if row.endswith("\n") and int(row.split(",")[0]) <= resume_step)
+        os.replace(path + ".tmp", path)
+    file = open(path, "w" if resume_step is None else "a", newline="")
+    writer = csv.writer(file)
+    if resume_step is None:
+        writer.writerow(header)
+        file.flush()  # on disk at once: a run killed before its first row still resumes with a header
+    return file, writer
+
+
+# ---------------------------------------------------------------------------------------------
+# Environments
+# ---------------------------------------------------------------------------------------------
+def load_goals(args: Args) -> tuple[list[str], list[list]]:
+    """Task names in one-hot order and each task's 50 goals, as Meta-World's MT benchmarks define them.
+    Training and evaluation envs are built from these same goals."""
+    if args.tasks:  # as Meta-World/custom-mt-envs does: task i gets its goals from seed + i
+        return list(args.tasks), [metaworld.MT1(name, seed=args.seed + i).train_tasks for i, name in enumerate(args.tasks)]
+    benchmark = getattr(metaworld, args.env_id)(seed=args.seed)
+    names = list(benchmark.train_classes)
+    return names, [[goal for goal in benchmark.train_tasks if goal.env_name == name] for name in names]
+
+
+def make_task_env(task: int, seed: int, task_names: list[str], goals: list[list], max_episode_steps: int, render: bool = False):
+    """One Meta-World env of task `task`: reward v2, the one-hot task id appended to the observation,
+    one of the task's 50 goals drawn at random at every reset (Meta-World's MT protocol)."""
+    if multiprocessing.parent_process() is not None:  # an async worker: the main process handles Ctrl-C and SIGTERM
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    env = ALL_V3_ENVIRONMENTS[task_names[task]](
+        reward_function_version="v2", render_mode="rgb_array" if render else None, camera_name="corner", width=256, height=256
+    )
+    env.seed(seed)
+    env = gym.wrappers.TimeLimit(env, max_episode_steps)
+    env = AutoTerminateOnSuccessWrapper(env)
+    env.toggle_terminate_on_success(False)  # training episodes never end early; evaluation turns it on
+    env = OneHotWrapper(env, task, len(task_names))
+    env = gym.wrappers.RecordEpisodeStatistics(env)
+    env = RandomTaskSelectWrapper(env, goals[task])
+    env.action_space.seed(seed)
+    return env
+
+
+class EnvPool:
+    """Meta-World env instances by task, built on first use and then reused: a build costs ~0.1 s and
+    ~20 MB, so slots that switch tasks between rounds take a free instance instead of building one."""
+
+    def __init__(self, build, seed: tuple[int, ...]):
+        self.build, self.seed, self.free, self.built = build, seed, {}, 0
+
+    def take(self, task: int):
+        if self.free.get(task):
+            return self.free[task].pop()
+        self.built += 1
+        return self.build(task, int(np.random.SeedSequence((*self.seed, self.built)).generate_state(1)[0]))
+
+    def give(self, task: int, env):
+        self.free.setdefault(task, []).append(env)
+
+
+class TaskSlot(gym.Env):
+    """One env slot: it plays one episode at a time of the task and goal that the script gives it at
+    reset (`reset(options={"tasks": ..., "goals": ...})`, one entry per slot). All slots reset
+    together, a "round", because Meta-World training episodes never end early."""
+
+    def __init__(self, slot: int, pool: EnvPool, observation_space, action_space):
+        self.slot, self.pool, self.task, self.env = slot, pool, None, None
+        self.observation_space, self.action_space = observation_space, action_space
+
+    def reset(self, *, seed=None, options=None):
+        task = int(options["tasks"][self.slot])
+        if task != self.task:
+            if self.env is not None:
+                self.pool.give(self.task, self.env)
+            self.task, self.env = task, self.pool.take(task)
+            self.env.toggle_sample_tasks_on_reset(False)
+        # the script's seeded generator draws the goal (one of the task's 50): a resumed run draws the same
+        self.env.unwrapped.set_task(self.env.tasks[int(options["goals"][self.slot])])
+        return self.env.reset()
+
+    def step(self, action):
+        return self.env.step(action)
+
+    def close(self):
+        if self.env is not None:
+            self.env.close()
+
+
+def make_envs(args: Args, task_names: list[str], goals: list[list]):
+    """The training slots (autoreset off: the script starts each round itself, so the true last
+    observation of an episode is what step() returns) and one evaluation env per task."""
+    build = partial(make_task_env, task_names=task_names, goals=goals, max_episode_steps=args.max_episode_steps)
+    probe = build(0, args.seed)
+    obs_space = gym.spaces.Box(-np.inf, np.inf, probe.observation_space.shape, np.float64)
+    act_space = probe.action_space
+    probe.close()
+    vector_env = gym.vector.SyncVectorEnv if args.vector_strategy == "sync" else gym.vector.AsyncVectorEnv
+    # sync: one pool shared by all slots; async: each slot's process keeps its own pool
+    pools = [EnvPool(build, (args.seed, 0))] * args.num_envs
+    if args.vector_strategy == "async":
+        pools = [EnvPool(build, (args.seed, slot)) for slot in range(args.num_envs)]
+    envs = vector_env(
+        [partial(TaskSlot, slot, pools[slot], obs_space, act_space) for slot in range(args.num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.DISABLED,
+    )
+    # the first eval env of each task seeded as Meta-World/custom-mt-envs seeds its envs; same-step autoreset as it has
+    eval_seed = lambda task, copy: args.seed + task if copy == 0 else int(np.random.SeedSequence((args.seed, task, copy)).generate_state(1)[0])  # noqa: E731
+    eval_envs = vector_env(
+        [partial(build, task, eval_seed(task, copy)) for task in range(len(task_names)) for copy in range(args.eval_envs_per_task)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    return envs, eval_envs
+
+
+# ---------------------------------------------------------------------------------------------
+# Agent: multi-head PPO
+# ---------------------------------------------------------------------------------------------
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+
+
+class MultiHeadMLP(nn.Module):
+    """`ensemble` MLPs evaluated as one chain of batched matmuls: a shared ReLU torso and one output
+    head per task. All heads are one matmul; each sample's own head is then picked by its task id."""
+
+    def __init__(self, in_dim: int, hidden_dims, out_dim: int, num_tasks: int, ensemble: int = 1, head_scale: float = 1e-3):
+        super().__init__()
+        dims = [in_dim, *hidden_dims, num_tasks * out_dim]
+        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        # as the authors build their networks: He-uniform torso weights (bound sqrt(6 / fan_in)) with zero
+        # biases, and small heads, weights and biases uniform in +-head_scale
+        for layer, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
+            torso = layer < len(hidden_dims)
+            bound = math.sqrt(6 / fan_in) if torso else head_scale
+            self.weights.append(nn.Parameter(torch.empty(ensemble, fan_in, fan_out).uniform_(-bound, bound)))
+            bias = torch.zeros(ensemble, 1, fan_out) if torso else torch.empty(ensemble, 1, fan_out).uniform_(-bound, bound)
+            self.biases.append(nn.Parameter(bias))
+        self.num_tasks, self.out_dim = num_tasks, out_dim
+
+    def forward(self, x: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        """x: (batch, in_dim), task: (batch,) -> (ensemble, batch, out_dim)"""
+        for layer, (w, b) in enumerate(zip(self.weights, self.biases)):
+            x = torch.matmul(x, w) + b
+            if layer < len(self.weights) - 1:
+                x = F.relu(x)
+        heads = x.unflatten(-1, (self.num_tasks, self.out_dim))
+        return heads[:, torch.arange(task.shape[0], device=task.device), task]
+
+
+class Agent(nn.Module):
+    """A Gaussian policy (no tanh squashing; the env gets the action clipped to [-1, 1]) and a value
+    function, separate networks, each with one head per task."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dims, num_tasks: int):
+        super().__init__()
+        self.actor = MultiHeadMLP(obs_dim, hidden_dims, 2 * act_dim, num_tasks, head_scale=1e-3)
+        self.critic = MultiHeadMLP(obs_dim, hidden_dims, 1, num_tasks, head_scale=3e-3)
+        self.num_tasks = num_tasks
+
+    def value(self, obs: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs, task)[0, :, 0]
+
+    def policy(self, obs: torch.Tensor, task: torch.Tensor):
+        mean, log_std = self.actor(obs, task)[0].chunk(2, dim=-1)
+        return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor, task: torch.Tensor):
+        """Log-probability of the actions, entropy of the policy, value: what the PPO loss needs."""
+        mean, log_std = self.policy(obs, task)
+        log_prob = (-0.5 * ((actions - mean) / log_std.exp()).pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1)
+        return log_prob, entropy, self.value(obs, task)
+
+    def sample(self, obs: torch.Tensor, task: torch.Tensor):
+        """Actions for a rollout, with their log-probability and the value of obs."""
+        mean, log_std = self.policy(obs, task)
+        noise = torch.randn_like(mean)
+        log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return mean + log_std.exp() * noise, log_prob, self.value(obs, task)
+
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """Actions for a batch of env observations; the task id is read from their one-hot."""
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=next(self.parameters()).device)
+        task = obs[:, -self.num_tasks :].argmax(-1)
+        with torch.no_grad():
+            action = self.policy(obs, task)[0] if deterministic else self.sample(obs, task)[0]
+        return action.clamp(-1, 1).cpu().numpy()
+
+
+class EvalAgent:
+    """The agent interface of Meta-World's evaluation: deterministic actions, nothing to reset."""
+
+    def __init__(self, agent: Agent):
+        self.agent = agent
+
+    def eval_action(self, obs: np.ndarray) -> np.ndarray:
+        return self.agent.act(obs, deterministic=True)
+
+    def reset(self, env_mask: np.ndarray):
+        pass
+
+
+def evaluation(agent: EvalAgent, eval_envs, num_episodes: int, envs_per_task: int) -> tuple[np.ndarray, list[list[float]]]:
+    """Meta-World's MT evaluation, as metaworld.evaluation.evaluation runs it: deterministic episodes that end
+    at success or at the step limit, one batched policy call per step over all eval envs; per task, the
+    success rate and the returns of `num_episodes` episodes. The eval envs are task by task, `envs_per_task`
+    each, and a task's episodes are shared out between its envs, each playing its own share one after
+    another (counting whichever episodes finish first would favour the short, successful ones)."""
+    num_envs = eval_envs.num_envs
+    task = np.arange(num_envs) // envs_per_task
+    share = num_episodes // envs_per_task + (np.arange(num_envs) % envs_per_task < num_episodes % envs_per_task)
+    eval_envs.call("toggle_terminate_on_success", True)
+    obs, _ = eval_envs.reset()
+    played = np.zeros(num_envs, dtype=np.int64)
+    successes, returns = np.zeros(num_envs // envs_per_task), [[] for _ in range(num_envs // envs_per_task)]
+    while (played < share).any():
+        obs, _, terminations, truncations, infos = eval_envs.step(agent.eval_action(obs))
+        counted = (terminations | truncations) & (played < share)
+        for i in np.flatnonzero(counted):
+            returns[task[i]].append(float(infos["final_info"]["episode"]["r"][i]))
+            successes[task[i]] += int(infos["final_info"]["success"][i])
+        played += counted
+    eval_envs.call("toggle_terminate_on_success", False)
+    return successes / num_episodes, returns
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, last_values: torch.Tensor, gamma: float, lam: float):
+    """Generalised advantage estimates of a rollout of whole episodes that all slots play in step:
+    rewards, values (episodes, T, slots); last_values (episodes, slots) is the value of each
+    episode's true last observation (zero where it terminated), since truncation at the time limit
+    is not the end of the task. Every episode runs the same backward recursion, so all go at once."""
+    next_values = torch.cat([values[:, 1:], last_values[:, None]], 1)
+    deltas = rewards + gamma * next_values - values
+    advantages = torch.zeros_like(deltas)
+    running = torch.zeros_like(deltas[:, 0])
+    for t in reversed(range(deltas.shape[1])):
+        running = deltas[:, t] + gamma * lam * running
+        advantages[:, t] = running
+    return advantages, advantages + values
+
+
+def normalize_per_task(adv: torch.Tensor, task: torch.Tensor, num_tasks: int) -> torch.Tensor:
+    """Each task's advantages to zero mean and unit std by that task's own statistics (the authors': a global
+    normalisation gives the tasks of low return, the hard ones, negative advantages and slows them down)."""
+    zeros = adv.new_zeros(num_tasks)
+    count = zeros.index_add(0, task, torch.ones_like(adv)).clamp_min(1)  # index_add: unlike bincount, no host sync
+    mean = (zeros.index_add(0, task, adv) / count)[task]
+    std = (zeros.index_add(0, task, (adv - mean).pow(2)) / count).sqrt()[task]
+    return (adv - mean) / (std + 1e-8)
+
+
+def write_videos(agent: Agent, video_envs: list, task_names: list[str], run_dir: str, global_step: int, track: bool):
+    """One deterministic episode per task, every 5th frame (software EGL renders ~0.1 s a frame)."""
+    import imageio
+
+    os.makedirs(os.path.join(run_dir, "videos"), exist_ok=True)
+    for name, env in zip(task_names, video_envs):
+        obs, _ = env.reset()
+        frames, done, t = [], False, 0
+        while not done:
+            if t % 5 == 0:
+                frames.append(env.render()[::-1])  # the corner camera renders upside down
+            obs, _, terminated, truncated, _ = env.step(agent.act(obs[None], deterministic=True)[0])
+            done, t = terminated or truncated, t + 1
+        path = os.path.join(run_dir, "videos", f"{name}__step{global_step}.mp4")
+        imageio.mimsave(path, frames, fps=25)
+        if track:
+            import wandb
+
+            wandb.log({f"videos/{name}": wandb.Video(path, format="mp4")}, step=global_step)
+
+
+# ---- SMT ----
+# Every task sits in one pool: MAIN (waiting), ACTIVE (being trained), SOLVED or UNSOLVABLE. Stage 1
+# starts from a random active set. At each window's end, an active task whose window-mean training
+# return exceeds its high threshold is solved; one that has used its budget of env steps goes to
+# UNSOLVABLE if its return is below the low threshold, back to MAIN otherwise; then the hardest waiting
+# tasks (lowest window-mean return) refill the active set. Slots sample the active tasks uniformly
+# above a floor eps. Stage 2 samples all tasks uniformly. As in the DRATS authors' version of SMT,
+# the networks are never reset.
+MAIN, ACTIVE, SOLVED, UNSOLVABLE = 0, 1, 2, 3  # the pool codes logged in the gap column of sampler.csv
+# the authors' high thresholds on MT10, returns of 500-step episodes
+SMT_MT10_HIGH = {
+    "reach-v3": 4000.0, "push-v3": 3000.0, "pick-place-v3": 3000.0, "door-open-v3": 4000.0, "drawer-open-v3": 4000.0,
+    "drawer-close-v3": 4000.0, "button-press-topdown-v3": 3000.0, "peg-insert-side-v3": 3500.0,
+    "window-open-v3": 4000.0, "window-close-v3": 4000.0,
+}  # fmt: skip
+
+
+class SMTSampler:
+    """The scheduler's state. observe() takes finished training episodes; update(), once per
+    window, moves tasks between pools and sets q."""
+
+    def __init__(self, num_tasks: int, num_active: int, low: float, high: np.ndarray, kappa: float, eps: float,
+                 stage1_steps: int, total_steps: int, rng: np.random.Generator):  # fmt: skip
+        self.num_active, self.low, self.high, self.kappa, self.eps = num_active, low, np.asarray(high), kappa, eps
+        self.stage1_steps = stage1_steps
+        self.pool = np.full(num_tasks, MAIN)
+        self.budget = np.full(num_tasks, np.inf)  # env steps an active task may use before it is judged
+        first = rng.choice(num_tasks, num_active, replace=False)  # the first active set, at random
+        self.pool[first] = ACTIVE
+        self.budget[first] = kappa * total_steps / num_active
+        self.used = np.zeros(num_tasks, dtype=np.int64)  # env steps since the task last became active
+        self.steps = 0  # env steps of all finished training episodes
+        self.q = np.full(num_tasks, 1 / num_tasks)  # the first window is uniform, as in the authors' code
+        self.window_return = np.zeros(num_tasks)
+        self.window_episodes = np.zeros(num_tasks, dtype=np.int64)
+
+    def observe(self, tasks: np.ndarray, returns: np.ndarray, episode_steps: int):
+        for task, ret in zip(tasks, returns):
+            self.window_return[task] += ret
+            self.window_episodes[task] += 1
+            self.used[task] += episode_steps
+            self.steps += episode_steps
+
+    def update(self):
+        """Returns the window's mean returns and episode counts."""
+        episodes = self.window_episodes.copy()
+        mean_return = self.window_return / np.maximum(episodes, 1)  # a task not played counts as return 0
+        active = self.pool == ACTIVE
+        if self.steps < self.stage1_steps:
+            solved = active & (mean_return > self.high)
+            spent = active & ~solved & (self.used >= self.budget)
+            self.pool[solved] = SOLVED
+            self.pool[spent] = np.where(mean_return[spent] < self.low, UNSOLVABLE, MAIN)
+            while (self.pool == ACTIVE).sum() < self.num_active and (self.pool == MAIN).any():
+                waiting = np.flatnonzero(self.pool == MAIN)
+                hardest = waiting[np.argmin(mean_return[waiting])]  # hard tasks first
+                self.pool[hardest] = ACTIVE
+                self.budget[hardest] = self.kappa * (self.stage1_steps - self.steps) / self.num_active
+                self.used[hardest] = 0
+            active = self.pool == ACTIVE
+        if self.steps < self.stage1_steps and active.any():
+            self.q = np.full(len(self.q), self.eps)
+            self.q[active] += (1 - self.eps * len(self.q)) / active.sum()
+        else:  # stage 2, or nothing left to schedule: back to all tasks
+            self.q = np.full(len(self.q), 1 / len(self.q))
+        self.window_return[:] = 0
+        self.window_episodes[:] = 0
+        return mean_return, episodes
+
+
+# ---- end SMT ----
+if __name__ == "__main__":
+    args = parse_args()
+    run_dir = args.resume or os.path.join("runs", args.run_name)
+    state = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=False) if args.resume else None
+    rollout_size = args.num_envs * args.num_steps
+    num_iterations = args.total_timesteps // rollout_size
+    if state and state["loop"][0] >= num_iterations:
+        fail(f"--resume: {run_dir} is complete at {state['loop'][0] * rollout_size} env steps; pass a larger --total-timesteps")
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    rng = np.random.default_rng(args.seed)
+
+    print(f"building the goals and envs of {'--tasks' if args.tasks else args.env_id} ...")
+    task_names, goals = load_goals(args)
+    num_tasks = len(task_names)
+    envs, eval_envs = make_envs(args, task_names, goals)
+    obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+
+    agent = Agent(obs_dim, act_dim, args.hidden_dims, num_tasks).to(device)
+    # the actor and the critic each have their own optimizer and gradient clip, as in the authors' learner
+    actor_optimizer = torch.optim.Adam(agent.actor.parameters(), lr=args.learning_rate, eps=args.adam_eps)
+    critic_optimizer = torch.optim.Adam(agent.critic.parameters(), lr=args.learning_rate, eps=args.adam_eps)
+    check_output_location(run_dir, 10**8)
+
+    # the rollout, on the training device; rounds = episodes per slot in a rollout
+    rounds = args.num_steps // args.max_episode_steps
+    obs_buf = torch.zeros(args.num_steps, args.num_envs, obs_dim, device=device)
+    actions_buf = torch.zeros(args.num_steps, args.num_envs, act_dim, device=device)
+    log_probs_buf = torch.zeros(args.num_steps, args.num_envs, device=device)
+    values_buf = torch.zeros(args.num_steps, args.num_envs, device=device)
+    tasks_buf = torch.zeros(args.num_steps, args.num_envs, dtype=torch.long, device=device)
+    rewards_buf = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)  # on the host, copied once per rollout
+    last_values = torch.zeros(rounds, args.num_envs, device=device)
+
+    def ppo_update():
+        """Clipped policy-gradient passes over the rollout, stopped early when the policy moves too far."""
+        with torch.no_grad():
+            rewards = torch.as_tensor(rewards_buf, device=device)
+            split = lambda x: x.unflatten(0, (rounds, args.max_episode_steps))  # noqa: E731
+            advantages, returns = gae(split(rewards), split(values_buf), last_values, args.gamma, args.gae_lambda)
+        b_obs, b_actions, b_tasks = obs_buf.flatten(0, 1), actions_buf.flatten(0, 1), tasks_buf.flatten(0, 1)
+        b_log_probs, b_values = log_probs_buf.flatten(), values_buf.flatten()
+        b_advantages, b_returns = advantages.flatten(), returns.flatten()
+        sums = torch.zeros(6, device=device)  # pg_loss, v_loss, entropy, approx_kl, clipfrac, minibatches
+        stopped = False
+        for epoch in range(args.update_epochs):
+            for mb in torch.randperm(rollout_size, device=device).tensor_split(args.num_minibatches):
+                log_prob, entropy, value = agent.evaluate(b_obs[mb], b_actions[mb], b_tasks[mb])
+                log_ratio = log_prob - b_log_probs[mb]
+                ratio = log_ratio.exp()
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - log_ratio).mean()  # the low-variance estimator of KL(old || new)
+                    clipfrac = ((ratio - 1).abs() > args.clip_coef).float().mean()
+                # the KL check needs the number on the host: one sync per minibatch, the only one here
+                if approx_kl.item() > 1.5 * args.target_kl:
+                    stopped = True
+                    break
+                adv = b_advantages[mb]
+                if args.norm_adv:
+                    adv = normalize_per_task(adv, b_tasks[mb], num_tasks)
+                pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)).mean()
+                v_loss = 0.5 * (value - b_returns[mb]).pow(2).mean()
+                loss = pg_loss - args.ent_coef * entropy.mean() + args.vf_coef * v_loss
+                actor_optimizer.zero_grad()
+                critic_optimizer.zero_grad()
+                loss.backward()  # the policy's terms reach only the actor, the value's only the critic
+                nn.utils.clip_grad_norm_(agent.actor.parameters(), args.max_grad_norm)
+                nn.utils.clip_grad_norm_(agent.critic.parameters(), args.max_grad_norm)
+                actor_optimizer.step()
+                critic_optimizer.step()
+                sums += torch.stack([pg_loss, v_loss, entropy.mean(), approx_kl, clipfrac, torch.ones((), device=device)]).detach()
+            if stopped:
+                break
+        explained_variance = 1 - (b_returns - b_values).var() / b_returns.var().clamp_min(1e-8)
+        return sums, explained_variance, epoch + 1 - stopped
+
+    # ---- outputs: config.json, CSV files, TensorBoard (and wandb) ----
+    try:
+        git_commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=os.path.dirname(os.path.abspath(__file__)), capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        git_commit = ""
+    packages = ["torch", "metaworld", "mujoco", "gymnasium", "numpy", "tyro"]
+    config = {
+        **asdict(args),
+        "task_names": task_names,
+        "versions": {"python": sys.version.split()[0], **{name: version(name) for name in packages}},
+        "git_commit": git_commit or None,
+        "device": str(device),
+    }
+    resume_step = state["loop"][0] * rollout_size if state else None  # global step of the checkpoint
+    wandb_id = state["wandb_id"] if state else None
+    if args.track:
+        import wandb
+
+        wandb_id = wandb_id or wandb.util.generate_id()
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=config,
+            name=args.run_name,
+            id=wandb_id,
+            resume="allow",  # a resumed run continues the same wandb run
+            save_code=True,
+        )
+    writer = SummaryWriter(run_dir, purge_step=resume_step)  # TensorBoard drops what came after the checkpoint
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    eval_file, eval_csv = open_csv(
+        os.path.join(run_dir, "eval.csv"), ["global_step", "task", "success_rate", "mean_return"], resume_step
+    )
+    episodes_file, episodes_csv = open_csv(
+        os.path.join(run_dir, "episodes.csv"), ["global_step", "task", "episodic_return", "success"], resume_step
+    )
+    video_envs = []
+    if args.capture_video:
+        video_envs = [make_task_env(t, args.seed + 20_000 + t, task_names, goals, args.max_episode_steps, True) for t in range(num_tasks)]
+    # ---- SMT ----
+    sampler = SMTSampler(
+        num_tasks, args.smt_num_active, args.smt_low_threshold, [args.smt_high_thresholds[n] for n in task_names],
+        args.smt_kappa, args.smt_eps, int(args.smt_stage1_share * args.total_timesteps), args.total_timesteps, rng,
+    )  # fmt: skip
+    # the same header as drats_sac.py: `gap` holds the task's pool (0 main, 1 active, 2 solved,
+    # 3 unsolvable), `target` its budget of env steps (inf while it has none)
+    last_sampler_update = 0  # vector step
+    if state:  # resuming: the sampler goes on from its checkpoint
+        sampler, last_sampler_update = state["sampler"]
+    sampler_file, sampler_csv = open_csv(
+        os.path.join(run_dir, "sampler.csv"),
+        ["global_step", "task", "prob", "gap", "target", "window_return", "window_episodes"],
+        resume_step,
+    )
+    if not state:
+        sampler_csv.writerows([0, name, sampler.q[t], MAIN, sampler.budget[t], "", 0] for t, name in enumerate(task_names))
+    # ---- end SMT ----
+
+    def evaluate(global_step: int) -> float:
+        success_rates, task_returns = evaluation(EvalAgent(agent), eval_envs, args.eval_episodes, args.eval_envs_per_task)
+        mean_success = float(np.mean(success_rates))
+        success, returns = dict(zip(task_names, success_rates.tolist())), dict(zip(task_names, task_returns))
+        for name in task_names:
+            eval_csv.writerow([global_step, name, success[name], float(np.mean(returns[name]))])
+            writer.add_scalar(f"eval/success_rate/{name}", success[name], global_step)
+            writer.add_scalar(f"eval/mean_return/{name}", np.mean(returns[name]), global_step)
+        eval_file.flush()
+        writer.add_scalar("eval/mean_success_rate", mean_success, global_step)
+        writer.add_scalar("eval/mean_return", np.mean([np.mean(r) for r in returns.values()]), global_step)
+        writer.add_scalar("charts/worst_task_success_rate", min(success.values()), global_step)
+        if args.capture_video:
+            write_videos(agent, video_envs, task_names, run_dir, global_step, args.track)
+        return mean_success
+
+    # ---- checkpoints: taken between rollouts, where no env is inside an episode ----
+    checkpoint_path = os.path.join(run_dir, "checkpoint.pt")
+
+    def save_checkpoint(iteration: int):
+        """Everything the run needs to go on as if it had never stopped; written to a temporary file,
+        then renamed over the previous checkpoint, so that one is kept until the new one is complete."""
+        checkpoint = {
+            "loop": (iteration, round_index, last_success, env_steps_per_task),
+            "wandb_id": wandb_id,
+            "agent": agent.state_dict(),
+            "optimizers": [actor_optimizer.state_dict(), critic_optimizer.state_dict()],
+            "rng": (random.getstate(), np.random.get_state(), rng.bit_generator.state, torch.get_rng_state(),
+                    torch.cuda.get_rng_state_all() if device.type == "cuda" else None),  # fmt: skip
+            "eval_env_rng": list(eval_envs.get_attr("np_random")),  # the goals of the next evaluations
+        }
+        checkpoint["sampler"] = (sampler, last_sampler_update)  # SMT
+        torch.save(checkpoint, checkpoint_path + ".tmp")
+        os.replace(checkpoint_path + ".tmp", checkpoint_path)
+
+    def check_finite(values: torch.Tensor, global_step: int):
+        """A non-finite loss (from non-finite parameters or not) stops the run before it writes a checkpoint."""
+        if not torch.isfinite(values).all():
+            names = [n for n, v in zip(["pg_loss", "v_loss", "entropy", "approx_kl"], values.tolist()) if not math.isfinite(v)]
+            kept = f"the last good checkpoint, {checkpoint_path}, is kept" if os.path.exists(checkpoint_path) else "no checkpoint yet"
+            progress.close()
+            fail(f"non-finite {', '.join(names)} at global step {global_step}; {kept}")
+
+    if state:  # resuming: everything as it was at the checkpoint
+        agent.load_state_dict(state["agent"])
+        actor_optimizer.load_state_dict(state["optimizers"][0])
+        critic_optimizer.load_state_dict(state["optimizers"][1])
+        python_rng, numpy_rng, run_rng, torch_rng, cuda_rng = state["rng"]
+        random.setstate(python_rng)
+        np.random.set_state(numpy_rng)
+        rng.bit_generator.state = run_rng
+        torch.set_rng_state(torch_rng)
+        if cuda_rng is not None and device.type == "cuda":
+            torch.cuda.set_rng_state_all(cuda_rng)
+        eval_envs.set_attr("np_random", state["eval_env_rng"])
+        print(f"resuming {run_dir} from its checkpoint at global step {resume_step}")
+
+    stop = {}  # the signal that asked the run to stop, once one has
+
+    def request_stop(signum, frame):
+        if stop:  # a second Ctrl-C: stop now, keeping the last checkpoint
+            raise KeyboardInterrupt
+        stop["signal"] = signum
+        tqdm.write(f"{signal.Signals(signum).name}: stopping at the end of this rollout, with a checkpoint")
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    print(f"{run_dir}: {num_tasks} tasks ({', '.join(task_names)}), {args.num_envs} env slots, device {device}")
+
+    # ---- training loop: a rollout of whole episodes from every slot, then the PPO update ----
+    start_iteration, round_index, last_success, env_steps_per_task = (
+        state["loop"] if state else (0, 0, float("nan"), np.zeros(num_tasks, dtype=np.int64))
+    )
+    next_eval = (start_iteration * rollout_size // args.eval_interval + 1) * args.eval_interval
+    next_checkpoint = (start_iteration * rollout_size // args.checkpoint_interval + 1) * args.checkpoint_interval
+    episode_return = np.zeros(args.num_envs)
+    episode_success = np.zeros(args.num_envs, dtype=bool)
+    start_time = time.time()
+    progress = tqdm(
+        initial=start_iteration * rollout_size, total=num_iterations * rollout_size, unit="step", unit_scale=True, dynamic_ncols=True
+    )
+    for iteration in range(start_iteration, num_iterations):
+        if stop or iteration * rollout_size >= next_checkpoint:
+            save_checkpoint(iteration)
+            next_checkpoint = (iteration * rollout_size // args.checkpoint_interval + 1) * args.checkpoint_interval
+        if stop:
+            break
+        for t in range(args.num_steps):
+            step = iteration * args.num_steps + t  # vector steps so far
+            if t % args.max_episode_steps == 0:  # a round starts: every slot begins an episode
+                # task allocation: every task gets the same number of env steps (slot j runs task j when
+                # num-envs = K; otherwise the slots rotate through the tasks round by round)
+                slot_tasks = (np.arange(args.num_envs) + round_index * args.num_envs) % num_tasks
+                slot_tasks = rng.choice(num_tasks, size=args.num_envs, p=sampler.q)  # SMT
+                obs, _ = envs.reset(options={"tasks": slot_tasks, "goals": rng.integers(len(goals[0]), size=args.num_envs)})
+                slot_task_ids = torch.as_tensor(slot_tasks, device=device)
+                obs = torch.as_tensor(obs, dtype=torch.float32, device=device)
+            global_step = (step + 1) * args.num_envs
+            with torch.no_grad():
+                actions, log_prob, value = agent.sample(obs, slot_task_ids)
+            obs_buf[t], actions_buf[t], log_probs_buf[t], values_buf[t], tasks_buf[t] = obs, actions, log_prob, value, slot_task_ids
+            next_obs, rewards, terminations, truncations, infos = envs.step(actions.clamp(-1, 1).cpu().numpy())
+            rewards_buf[t] = rewards
+            episode_return += rewards
+            episode_success |= infos["success"] > 0
+            obs = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
+
+            if truncations.any() or terminations.any():  # every slot ends its episode together: the round is over
+                # Truncation at the episode limit is not a terminal state: the advantages bootstrap
+                # from the value of the true last observation (autoreset is off, so obs is that).
+                with torch.no_grad():
+                    last_values[t // args.max_episode_steps] = agent.value(obs, slot_task_ids) * torch.as_tensor(
+                        1.0 - terminations, dtype=torch.float32, device=device
+                    )
+                for slot, task in enumerate(slot_tasks):
+                    episodes_csv.writerow([global_step, task_names[task], float(episode_return[slot]), int(episode_success[slot])])
+                episodes_file.flush()
+                played = np.unique(slot_tasks)
+                count = np.bincount(slot_tasks, minlength=num_tasks)
+                mean_return = np.bincount(slot_tasks, episode_return, num_tasks)[played] / count[played]
+                mean_success = np.bincount(slot_tasks, episode_success, num_tasks)[played] / count[played]
+                env_steps_per_task += count * args.max_episode_steps
+                for i, task in enumerate(played):
+                    writer.add_scalar(f"charts/episodic_return/{task_names[task]}", mean_return[i], global_step)
+                    writer.add_scalar(f"charts/success/{task_names[task]}", mean_success[i], global_step)
+                for task, name in enumerate(task_names):
+                    writer.add_scalar(f"charts/env_steps/{name}", env_steps_per_task[task], global_step)
+                sampler.observe(slot_tasks, episode_return, args.max_episode_steps)  # SMT
+                episode_return[:] = 0
+                episode_success[:] = False
+                round_index += 1
+            if step % 100 == 0:
+                progress.update(global_step - progress.n)
+
+        # ---- SMT ----
+        # q changes between rollouts only, at the end of the first rollout after each window
+        # (the window is one rollout unless --smt-window says otherwise)
+        if step + 1 - last_sampler_update >= args.smt_window:
+            last_sampler_update = step + 1
+            window_return, window_episodes = sampler.update()
+            for task, name in enumerate(task_names):
+                row = [sampler.q[task], sampler.pool[task], sampler.budget[task], window_return[task], window_episodes[task]]
+                sampler_csv.writerow([global_step, name, *row])
+                writer.add_scalar(f"charts/task_prob/{name}", sampler.q[task], global_step)
+                writer.add_scalar(f"charts/smt_pool/{name}", sampler.pool[task], global_step)
+            sampler_file.flush()
+        # ---- end SMT ----
+        sums, explained_variance, epochs = ppo_update()
+        logs = torch.cat([sums[:5] / sums[5].clamp_min(1), explained_variance[None]]).tolist()  # one sync per rollout
+        check_finite(torch.tensor(logs[:4]), global_step)
+        for name, value in zip(["pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac", "explained_variance"], logs):
+            writer.add_scalar(f"losses/{name}", value, global_step)
+        writer.add_scalar("losses/epochs", epochs, global_step)
+        sps = int((global_step - start_iteration * rollout_size) / (time.time() - start_time))
+        writer.add_scalar("charts/SPS", sps, global_step)
+        if global_step >= next_eval or iteration == num_iterations - 1:
+            last_success = evaluate(global_step)
+            next_eval = (global_step // args.eval_interval + 1) * args.eval_interval
+        progress.update(global_step - progress.n)
+        progress.set_postfix(SPS=sps, eval_success=f"{last_success:.2f}", epochs=epochs)
+
+    progress.close()
+    if stop:
+        print(f"checkpoint at global step {iteration * rollout_size}; resume with: python {sys.argv[0]} --resume {run_dir}")
+    else:
+        save_checkpoint(num_iterations)  # a larger --total-timesteps can go on from here
+        print(f"final mean eval success rate {last_success:.3f}; outputs in {run_dir}")
+    envs.close()
+    eval_envs.close()
+    for env in video_envs:
+        env.close()
+    eval_file.close()
+    episodes_file.close()
+    sampler_file.close()  # SMT
+    writer.close()
+    if args.track:
+        wandb.finish()
+    if stop:
+        sys.exit(128 + stop["signal"])  # non-zero, so that a scheduler requeues a preempted job
