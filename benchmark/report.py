@@ -1,13 +1,15 @@
-# Turn run directories into the paper's tables and figures.
+# Turn run directories into the tables and figures of the DRATS paper's comparison.
 #
 #   python benchmark/report.py --runs runs --out report
 #
 # reads runs/*/config.json, eval.csv, episodes.csv and sampler.csv (whatever a run has written so
 # far) and writes, per benchmark (MT10, MT50, or a --tasks subset):
 #   <bench>_summary.md / .csv     final mean success (mean and IQM over seeds, 95% bootstrap CIs from
-#                                 rliable), final worst-task success, env steps to 50% / 80%, seeds
+#                                 rliable), final worst-task success, final mean evaluation return,
+#                                 env steps to 50% / 80%, seeds
 #   <bench>_per_task.md / .csv    final success per method x task (mean over seeds)
-#   <bench>_curves.png            mean and worst-task success against env steps, 95% CI bands
+#   <bench>_curves.png            mean success, worst-task success and mean evaluation return against
+#                                 env steps, 95% CI bands
 #   <bench>_per_task.png          the per-task table as a heatmap
 #   <bench>_task_distribution.png the adaptive samplers' q over time (stacked areas, mean over seeds)
 #   <bench>_env_steps.png         cumulative env steps per task, every method
@@ -37,6 +39,8 @@ METHOD_LABELS = {
     "smt_sac": "SMT",
     "uniform_ppo": "Uniform (PPO)",
     "drats_ppo": "DRATS (PPO)",
+    "lp_ppo": "LP (PPO)",
+    "smt_ppo": "SMT (PPO)",
 }
 
 
@@ -72,6 +76,7 @@ class Run:
     config: dict
     steps: np.ndarray  # evaluation steps, ascending
     success: np.ndarray  # (evaluations, tasks) success rate
+    returns: np.ndarray  # (evaluations, tasks) mean evaluation return
     episodes: dict = field(default_factory=dict)  # task -> (global_step array) of finished training episodes
     sampler: dict = field(default_factory=dict)  # global_step -> q (tasks,), from sampler.csv
 
@@ -105,10 +110,10 @@ def load_run(path: str, include_unfinished: bool) -> Run:
     if not os.path.exists(eval_path):
         raise Skip("no eval.csv yet")
     try:
-        rows = read_rows(eval_path, ["global_step", "task", "success_rate"])
-        by_step: dict[int, dict[str, float]] = {}
+        rows = read_rows(eval_path, ["global_step", "task", "success_rate", "mean_return"])
+        by_step: dict[int, dict[str, tuple[float, float]]] = {}
         for row in rows:
-            by_step.setdefault(int(row["global_step"]), {})[row["task"]] = float(row["success_rate"])
+            by_step.setdefault(int(row["global_step"]), {})[row["task"]] = (float(row["success_rate"]), float(row["mean_return"]))
     except (OSError, ValueError) as error:
         raise Skip(f"unreadable eval.csv ({type(error).__name__}: {error})")
     # an evaluation that a crash cut short has rows for only some tasks: it does not count
@@ -117,8 +122,8 @@ def load_run(path: str, include_unfinished: bool) -> Run:
         raise Skip("no complete evaluation yet")
     if steps[-1] < final_step and not include_unfinished:
         raise Skip(f"unfinished (last evaluation at {steps[-1]:,} of {final_step:,} env steps; see --include-unfinished)")
-    success = np.array([[by_step[s][t] for t in tasks] for s in steps])
-    run = Run(path, method, bench, tasks, seed, config, np.array(steps), success)
+    success, returns = np.array([[by_step[s][t] for t in tasks] for s in steps]).transpose(2, 0, 1)
+    run = Run(path, method, bench, tasks, seed, config, np.array(steps), success, returns)
     try:  # training episodes and the sampler's q are extras: a figure goes without them, the tables do not need them
         episodes = read_rows(os.path.join(path, "episodes.csv"), ["global_step", "task"])
         for task in tasks:
@@ -201,15 +206,19 @@ def summarize(bench: str, runs: list[Run], args: Args, out: str) -> tuple[str, l
     mean_point, mean_ci = interval(mean_per_seed, lambda x: np.array([metrics.aggregate_mean(x)]), args)
     iqm_point, iqm_ci = interval(mean_per_seed, lambda x: np.array([metrics.aggregate_iqm(x)]), args)
     worst_point, worst_ci = interval(worst_per_seed, lambda x: np.array([metrics.aggregate_mean(x)]), args)
+    # the authors plot mean evaluation return by default: the final one, mean over tasks, then over seeds
+    return_per_seed = {m: np.array([r.returns[-1].mean() for r in rs])[:, None] for m, rs in by_method.items()}
+    return_point, return_ci = interval(return_per_seed, lambda x: np.array([metrics.aggregate_mean(x)]), args)
 
     header = ["method", "seeds", "final_mean_success", "final_mean_success_ci_low", "final_mean_success_ci_high",
               "final_iqm_success", "final_iqm_success_ci_low", "final_iqm_success_ci_high",
               "final_worst_task_success", "final_worst_task_success_ci_low", "final_worst_task_success_ci_high"]  # fmt: skip
     for level in args.thresholds:
         header += [f"steps_to_{level:g}", f"seeds_reaching_{level:g}"]
+    header += ["final_mean_return", "final_mean_return_ci_low", "final_mean_return_ci_high"]
     md = ["| method | seeds | final mean success [95% CI] | IQM over seeds [95% CI] | worst-task success [95% CI] | "
-          + " | ".join(f"env steps to {level:.0%}" for level in args.thresholds) + " |",
-          "|---" * (5 + len(args.thresholds)) + "|"]  # fmt: skip
+          "final mean return [95% CI] | " + " | ".join(f"env steps to {level:.0%}" for level in args.thresholds) + " |",
+          "|---" * (6 + len(args.thresholds)) + "|"]  # fmt: skip
     rows = []
     for m in methods:
         reach = {level: [steps_to_reach(r.steps, r.success.mean(axis=1), level) for r in by_method[m]] for level in args.thresholds}
@@ -218,10 +227,11 @@ def summarize(bench: str, runs: list[Run], args: Args, out: str) -> tuple[str, l
         for level in args.thresholds:
             reached = [v for v in reach[level] if not math.isnan(v)]
             row += [float(np.mean(reached)) if reached else "", len(reached)]
-        rows.append(row)
+        rows.append([*row, return_point[m][0], *return_ci[m][:, 0]])
         md.append(
             f"| {label(m)} | {len(by_method[m])} | {fmt_ci(mean_point[m][0], *mean_ci[m][:, 0])} | "
             f"{fmt_ci(iqm_point[m][0], *iqm_ci[m][:, 0])} | {fmt_ci(worst_point[m][0], *worst_ci[m][:, 0])} | "
+            f"{return_point[m][0]:,.0f} [{return_ci[m][0, 0]:,.0f}, {return_ci[m][1, 0]:,.0f}] | "
             + " | ".join(fmt_steps(reach[level]) for level in args.thresholds)
             + " |"
         )
@@ -252,6 +262,7 @@ def summarize(bench: str, runs: list[Run], args: Args, out: str) -> tuple[str, l
         + " / ".join(f"{b:,}" for b in budgets) + " env steps. Success rates are Meta-World's evaluation "
         "(success at any step of an episode), final = the last evaluation of each run; mean and IQM are over "
         "seeds of the per-seed mean over tasks, with 95% percentile-bootstrap intervals over seeds (rliable); "
+        "mean return: the final evaluation's mean undiscounted episode return, mean over tasks and seeds; "
         "env steps to a level: mean over the seeds whose mean success reached it, (seeds reaching / seeds).",
         "",
         *md,
@@ -276,10 +287,12 @@ def write_csv(path: str, header: list[str], rows: list[list]):
 def plot_curves(bench: str, by_method: dict[str, list[Run]], args: Args, out: str) -> str:
     runs = [r for rs in by_method.values() for r in rs]
     grid = common_grid(runs)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True, sharey=True)
-    for ax, (name, reduce) in zip(axes, [("mean success", np.mean), ("worst-task success", np.min)]):
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4), sharex=True)
+    panels = [("mean success", "success", np.mean), ("worst-task success", "success", np.min), ("mean evaluation return", "returns", np.mean)]
+    for ax, (name, metric, reduce) in zip(axes, panels):
         curves = {
-            m: np.array([np.interp(grid, r.steps, reduce(r.success, axis=1)) for r in rs])[:, None, :] for m, rs in by_method.items()
+            m: np.array([np.interp(grid, r.steps, reduce(getattr(r, metric), axis=1)) for r in rs])[:, None, :]
+            for m, rs in by_method.items()
         }  # (seeds, 1, points): the bootstrap resamples seeds
         point, ci = interval(curves, lambda x: x[:, 0, :].mean(axis=0), args)
         for m in by_method:
@@ -289,7 +302,9 @@ def plot_curves(bench: str, by_method: dict[str, list[Run]], args: Args, out: st
         steps_axis(ax)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("success rate (mean over seeds, 95% CI)")
-    axes[0].set_ylim(-0.02, 1.02)
+    axes[2].set_ylabel("episode return (mean over seeds, 95% CI)")
+    for ax in axes[:2]:
+        ax.set_ylim(-0.02, 1.02)
     axes[0].legend(loc="upper left", fontsize=8)
     return save(fig, out, f"{bench}_curves.png")
 

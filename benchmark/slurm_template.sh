@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One run of a sweep as one element of a Slurm job array; benchmark/sweep.sh submits it with
-# COMMANDS naming the file of commands (one per line). Edit the requests for your cluster: a
-# paper-scale MT10 run is about 2M env steps per task on one GPU with a few CPU cores for the envs.
+# COMMANDS naming the file of commands (one per line). Edit the requests for your cluster: an MT10
+# SAC run at the Meta-World+ MTSAC budget is 2M env steps per task, on one GPU with a few CPU cores
+# for the envs (a PPO run at the authors' budget is five times as many env steps).
 #SBATCH --gres=gpu:1
 #SBATCH --cpus-per-task=8
 #SBATCH --mem=64G

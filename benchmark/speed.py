@@ -3,7 +3,7 @@
 #   python benchmark/speed.py                                  # every configuration and mode the device supports
 #   python benchmark/speed.py --configs mt10 --modes fp32 bf16 # a subset
 #
-# For each configuration (MT10 and MT50 at the paper's scale, and the small one of the learning test)
+# For each configuration (MT10 and MT50 at Meta-World+ MTSAC's size, and the small one of the learning test)
 # and each mode (eager fp32, --bf16, --compile, both, and --cudagraphs on a GPU) it measures
 # - updates/s of `learn`, the very function the training loop calls (imported from uniform_sac.py),
 #   on a replay buffer of random data: the median of --repeats timing windows, and their range (our

@@ -83,6 +83,9 @@ def test_known_step_functions(tmp_path):
     # identical seeds: the bootstrap interval collapses onto the point
     assert float(drats["final_mean_success_ci_low"]) == pytest.approx(0.6)
     assert float(drats["final_mean_success_ci_high"]) == pytest.approx(0.6)
+    # the mean evaluation return beside success (the authors plot return): 100 x success in these runs
+    assert float(drats["final_mean_return"]) == pytest.approx(60.0) and float(uniform["final_mean_return"]) == pytest.approx(100.0)
+    assert float(drats["final_mean_return_ci_low"]) == pytest.approx(60.0)
     with open(out / "custom2_per_task.csv") as f:
         per_task = {row["method"]: row for row in csv.DictReader(f)}
     assert float(per_task["drats_sac"]["push-v3"]) == pytest.approx(0.4)
@@ -90,7 +93,7 @@ def test_known_step_functions(tmp_path):
     for figure in ["curves", "per_task", "task_distribution", "env_steps"]:
         assert (out / f"custom2_{figure}.png").stat().st_size > 10_000, figure
     report = (out / "report.md").read_text()
-    assert "| DRATS | 3 | 0.600 [0.600, 0.600]" in report
+    assert "| DRATS | 3 | 0.600 [0.600, 0.600]" in report and "| 60 [60, 60] |" in report
     assert "not reached (0/3)" in report
     assert "![custom2_curves.png](custom2_curves.png)" in report
 
@@ -202,9 +205,7 @@ def dry_run(script, **env):
 @pytest.mark.parametrize("script,bench", [("mt10.sh", "MT10"), ("mt50.sh", "MT50")])
 def test_sweep_dry_run_is_the_cross_product(script, bench):
     lines = dry_run(script)
-    methods = ["uniform_sac", "drats_sac", "lp_sac", "smt_sac"]
-    if os.path.exists(os.path.join(ROOT, "baselines", "drats_ppo.py")):
-        methods += ["uniform_ppo", "drats_ppo"]
+    methods = ["uniform_sac", "drats_sac", "lp_sac", "smt_sac", "uniform_ppo", "drats_ppo", "lp_ppo", "smt_ppo"]
     expected = {(m, s) for m in methods for s in range(1, 11)}
     got = []
     for line in lines:
