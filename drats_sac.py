@@ -413,9 +413,11 @@ class MultiHeadMLP(nn.Module):
         if task.dim() == 2:  # (ensemble * K, ...): block k of the batch, and head k alone
             per_task = lambda t: t.unflatten(-1, (self.num_tasks, self.out_dim)).transpose(1, 2).flatten(0, 1)  # noqa: E731
             x, w, b = x.unflatten(1, task.shape).flatten(0, 1), per_task(w), per_task(b)
-            if self.out_dim == 1:  # the critics' heads: one dot product per sample (as a matmul one column wide,
-                # with its backward, 3-5x slower on a CPU); w cast by hand: autocast need not cover vecdot
-                out = torch.linalg.vecdot(x, w.mT.to(x.dtype)).unsqueeze(-1) + b
+            if self.out_dim == 1:  # the critics' heads: one dot product per sample (a matmul one column wide is,
+                # with its backward, 3-5x slower on a CPU), in fp32 under --bf16 too: bf16 keeps 8 significant
+                # bits, so a Q near 4000 would be rounded by up to 16, more than a step's reward
+                with torch.autocast(x.device.type, enabled=False):
+                    out = torch.linalg.vecdot(x.float(), w.mT.float()).unsqueeze(-1) + b
             else:
                 out = torch.baddbmm(b, x, w)
             return out.unflatten(0, (-1, self.num_tasks)).flatten(1, 2).float()
@@ -782,7 +784,8 @@ class DRATSSampler:
 if __name__ == "__main__":
     args = parse_args()
     run_dir = args.resume or os.path.join("runs", args.run_name)
-    state = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=False) if args.resume else None
+    # onto the CPU first: a checkpoint written on a GPU resumes on a CPU too (--cuda may change on resume)
+    state = torch.load(os.path.join(run_dir, "checkpoint.pt"), map_location="cpu", weights_only=False) if args.resume else None
     if state and state["loop"][0] * args.num_envs >= args.total_timesteps:
         fail(f"--resume: {run_dir} is complete at {state['loop'][0] * args.num_envs} env steps; pass a larger --total-timesteps")
     random.seed(args.seed)
@@ -895,7 +898,7 @@ if __name__ == "__main__":
             "optimizers": [opt.state_dict() for opt in (actor_optimizer, q_optimizer, alpha_optimizer)],
             "buffer": rb.state_dict() if args.checkpoint_buffer else None,
             "rng": (random.getstate(), np.random.get_state(), rng.bit_generator.state, torch.get_rng_state(),
-                    torch.cuda.get_rng_state_all() if device.type == "cuda" else None),  # fmt: skip
+                    torch.cuda.get_rng_state() if device.type == "cuda" else None),  # fmt: skip
             "eval_env_rng": list(eval_envs.get_attr("np_random")),  # the goals of the next evaluations
         }
         checkpoint["sampler"] = (sampler, last_sampler_update)  # DRATS
@@ -918,15 +921,17 @@ if __name__ == "__main__":
             log_alpha.copy_(state["log_alpha"])
         for opt, opt_state in zip((actor_optimizer, q_optimizer, alpha_optimizer), state["optimizers"]):
             opt.load_state_dict(opt_state)
+            for group in opt.param_groups:  # this run's flag, not the saved one: --cudagraphs may change on resume
+                group["capturable"] = args.cudagraphs
         if state["buffer"] is not None:
-            rb.load_state_dict(state["buffer"])
+            rb.load_state_dict(state.pop("buffer"))  # popped: the host copy is freed once the buffer holds it
         python_rng, numpy_rng, run_rng, torch_rng, cuda_rng = state["rng"]
         random.setstate(python_rng)
         np.random.set_state(numpy_rng)
         rng.bit_generator.state = run_rng
         torch.set_rng_state(torch_rng)
-        if cuda_rng is not None and device.type == "cuda":
-            torch.cuda.set_rng_state_all(cuda_rng)
+        if cuda_rng is not None and device.type == "cuda":  # the run's one device, however many are visible
+            torch.cuda.set_rng_state(cuda_rng)
         eval_envs.set_attr("np_random", state["eval_env_rng"])
         print(f"resuming {run_dir} from its checkpoint at global step {resume_step}")
 

@@ -588,7 +588,8 @@ class LPSampler:
 if __name__ == "__main__":
     args = parse_args()
     run_dir = args.resume or os.path.join("runs", args.run_name)
-    state = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=False) if args.resume else None
+    # onto the CPU first: a checkpoint written on a GPU resumes on a CPU too (--cuda may change on resume)
+    state = torch.load(os.path.join(run_dir, "checkpoint.pt"), map_location="cpu", weights_only=False) if args.resume else None
     rollout_size = args.num_envs * args.num_steps
     num_iterations = args.total_timesteps // rollout_size
     if state and state["loop"][0] >= num_iterations:
@@ -752,7 +753,7 @@ if __name__ == "__main__":
             "agent": agent.state_dict(),
             "optimizers": [actor_optimizer.state_dict(), critic_optimizer.state_dict()],
             "rng": (random.getstate(), np.random.get_state(), rng.bit_generator.state, torch.get_rng_state(),
-                    torch.cuda.get_rng_state_all() if device.type == "cuda" else None),  # fmt: skip
+                    torch.cuda.get_rng_state() if device.type == "cuda" else None),  # fmt: skip
             "eval_env_rng": list(eval_envs.get_attr("np_random")),  # the goals of the next evaluations
         }
         checkpoint["sampler"] = (sampler, last_sampler_update)  # LP
@@ -776,8 +777,8 @@ if __name__ == "__main__":
         np.random.set_state(numpy_rng)
         rng.bit_generator.state = run_rng
         torch.set_rng_state(torch_rng)
-        if cuda_rng is not None and device.type == "cuda":
-            torch.cuda.set_rng_state_all(cuda_rng)
+        if cuda_rng is not None and device.type == "cuda":  # the run's one device, however many are visible
+            torch.cuda.set_rng_state(cuda_rng)
         eval_envs.set_attr("np_random", state["eval_env_rng"])
         print(f"resuming {run_dir} from its checkpoint at global step {resume_step}")
 

@@ -220,10 +220,7 @@ def measure_loop(config: str, mode: str, device: torch.device, args: Args, with_
         command = [sys.executable, os.path.join(ROOT, "uniform_sac.py"), *argv, *MODES[mode], "--total-timesteps", str(total), "--learning-starts", str(learning_starts),
                    *evaluation, "--vector-strategy", args.vector_strategy, "--no-checkpoint-buffer", "--run-name", "loop",
                    "--cuda" if device.type == "cuda" else "--no-cuda"]  # fmt: skip
-        process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                   env={**os.environ, "WANDB_MODE": "disabled"})  # fmt: skip
-        _, status, usage = os.wait4(process.pid, 0)
-        stderr = process.stderr.read()
+        status, usage, stderr = run_to_end(command, workdir)
         if status != 0:
             sys.exit(f"error: the full loop of {config} {mode} failed:\n{stderr[-2000:]}")
         events = EventAccumulator(os.path.join(workdir, "runs", "loop"), size_guidance={"scalars": 0})
@@ -234,6 +231,17 @@ def measure_loop(config: str, mode: str, device: torch.device, args: Args, with_
     (first_step, first_time), (last_step, last_time) = points[0], points[-1]
     rss = usage.ru_maxrss * (1 if platform.system() == "Darwin" else 1024)
     return {"env_steps_per_s": (last_step - first_step) / (last_time - first_time), "rss": rss}
+
+
+def run_to_end(command: list[str], cwd: str):
+    """Run a child process to its end: its exit status, its resource usage (for its peak memory) and its stderr.
+    The stderr goes to a file, not a pipe: a child that writes more than a pipe holds (64 KiB; a progress bar
+    soon does) would block on the full pipe while this process waits for it to end."""
+    with open(os.path.join(cwd, "stderr.txt"), "w+") as stderr:
+        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, "WANDB_MODE": "disabled"})
+        _, status, usage = os.wait4(process.pid, 0)
+        stderr.seek(0)
+        return status, usage, stderr.read()
 
 
 def fmt_bytes(n: float | None) -> str:

@@ -121,3 +121,52 @@ def test_a_log_killed_before_its_first_row_resumes_with_its_header(tmp_path):
     file.close()
     with open(path, newline="") as f:
         assert f.read() == "global_step,task\r\n200,reach-v3\r\n"
+
+
+def as_if_written_on_a_gpu(path: str, capturable: bool):
+    """Rewrite a checkpoint as a CUDA run would have written it: every tensor's storage on cuda:0 (in the
+    pickle's storage records) and, with `capturable`, the optimizers' flag of a --cudagraphs run."""
+    import zipfile
+
+    state = torch.load(path, weights_only=False)
+    for optimizer in state.get("optimizers", []):
+        for group in optimizer["param_groups"]:
+            group["capturable"] = capturable
+    torch.save(state, path)
+    with zipfile.ZipFile(path) as src:
+        entries = [(info, src.read(info)) for info in src.infolist()]
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as dst:
+        for info, data in entries:
+            if info.filename.endswith("data.pkl"):
+                assert b"X\x03\x00\x00\x00cpu" in data
+                data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+            dst.writestr(info, data)
+    with pytest.raises(RuntimeError, match="CUDA"):  # what a plain torch.load makes of it on this machine
+        if not torch.cuda.is_available():
+            torch.load(path, weights_only=False)
+        else:
+            raise RuntimeError("CUDA is here: nothing to show")
+
+
+PPO_RUN = ["--tasks", "reach-v3", "push-v3", "--max-episode-steps", "50", "--num-steps", "100", "--hidden-dims", "32", "32",
+           "--num-minibatches", "2", "--update-epochs", "1", "--eval-interval", "400", "--eval-episodes", "1", "--no-cuda"]  # fmt: skip
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="shows a CUDA checkpoint on a machine without CUDA")
+@pytest.mark.parametrize("script, run, capturable", [
+    ("uniform_sac.py", ["--tasks", "reach-v3", "push-v3", *TINY], True),
+    ("baselines/uniform_ppo.py", PPO_RUN, False),
+])  # fmt: skip
+def test_a_checkpoint_written_on_a_gpu_resumes_on_a_cpu(workdir, script, run, capturable):
+    # --cuda may change on resume, and so may --cudagraphs: the checkpoint's device and the optimizers' saved
+    # capturable flag must not decide for the resumed run
+    first = run_script(script, *run, "--total-timesteps", "2000" if "sac" in script else "400", "--run-name", "g", cwd=workdir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run_dir = os.path.join(workdir, "runs", "g")
+    as_if_written_on_a_gpu(os.path.join(run_dir, "checkpoint.pt"), capturable)
+    resumed = run_script(script, "--resume", run_dir, "--total-timesteps", "3000" if "sac" in script else "800", cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming" in resumed.stdout
+    # the optimizers ran with this run's flag (no --cudagraphs), as the checkpoint at the end records
+    state = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=False)
+    assert all(not group.get("capturable", False) for o in state.get("optimizers", []) for group in o["param_groups"])

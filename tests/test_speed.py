@@ -62,6 +62,28 @@ def test_cpu_updates_reuse_freed_memory_instead_of_faulting_in_fresh_pages():
     assert faults < 1000, f"{faults:.0f} page faults an update (one fresh 2 x 1280 x 400 activation alone is 1,000)"
 
 
+def test_bf16_critic_heads_are_computed_in_fp32():
+    # under --bf16 the torso's matmuls run in bfloat16, but the critics' last product must not round Q to
+    # bfloat16's 8 significant bits (up to +-16 at Q ~ 3000, more than a step's reward). Small integer inputs
+    # and torso weights make the bf16 torso exact, so fp32 gives the reference for the heads alone.
+    from uniform_sac import MultiHeadMLP
+
+    generator = torch.Generator().manual_seed(0)
+    k, n, hidden = 2, 64, 32
+    net = MultiHeadMLP(8, (hidden,), 1, num_tasks=k, ensemble=2)
+    with torch.no_grad():
+        net.weights[0].copy_(torch.randint(-2, 3, net.weights[0].shape, generator=generator))
+        net.weights[1].copy_(torch.rand(net.weights[1].shape, generator=generator) * 40)  # Q of 1000-4000
+        net.biases[1].fill_(500.3)
+    x = torch.randint(0, 2, (k * n, 8), generator=generator).float()
+    task = torch.arange(k)[:, None].expand(k, n)
+    reference = net(x, task)
+    with torch.autocast("cpu", torch.bfloat16):
+        q = net(x, task)
+    assert q.dtype == torch.float32 and 1000 < reference.abs().mean() < 4000
+    assert (q - reference).abs().max() < 0.05, f"Q off by up to {(q - reference).abs().max():.2f} under bf16"
+
+
 @pytest.fixture
 def two_threads():
     """Two threads while the test runs (pytest-xdist workers have one): the compiler writes other CPU kernels
@@ -123,6 +145,24 @@ def test_speed_benchmark_records_every_matmul_of_the_update(flags):
         assert {dtype for _, _, dtype in (x for x in args if isinstance(x, tuple))} == {torch.bfloat16 if flags else torch.float32}
     assert flops == counter.get_total_flops() > 0
     assert 0 < speed.matmuls_alone(recorder.calls, torch.device("cpu")) < 1
+
+
+def test_speed_benchmark_reads_a_chatty_child_without_deadlock(tmp_path):
+    # a child that writes more to stderr than a pipe holds (64 KiB) blocked forever when speed.py read its stderr
+    # only after waiting for its end; 1 MB, as a long run's progress bar writes
+    import threading
+
+    sys.path.insert(0, os.path.join(ROOT, "benchmark"))
+    import speed
+
+    result = {}
+    command = [sys.executable, "-c", "import sys; sys.stderr.write('x' * 2**20); sys.exit(3)"]
+    thread = threading.Thread(target=lambda: result.update(out=speed.run_to_end(command, str(tmp_path))), daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "speed.run_to_end is stuck on a child that fills its stderr pipe"
+    status, usage, stderr = result["out"]
+    assert os.waitstatus_to_exitcode(status) == 3 and len(stderr) == 2**20 and usage.ru_maxrss > 0
 
 
 def test_speed_benchmark_writes_its_table(tmp_path):
