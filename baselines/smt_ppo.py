@@ -115,12 +115,9 @@ class Args:
     smt_low_threshold: float | None = None
     """an active task out of budget whose window-mean return is below this is unsolvable (unset: 4 x max-episode-steps, 2000 at 500)"""
     smt_high_thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
-    """an active task whose window-mean return exceeds its high threshold is solved. Pairs of task name and threshold
-    override the defaults: on MT10 and on --tasks lists, the authors' MT10 value of each MT10 task and 4000 for any
-    other; on MT25 and MT50, 4000 for every task (the authors' MT50 code never ran); all scaled by max-episode-steps / 500"""
+    """an active task whose window-mean return exceeds its high threshold is solved; pairs of task name and threshold override the defaults: on MT10 and --tasks lists the authors' MT10 value of each MT10 task (4000 for others), on MT25 and MT50 4000 for every task (the authors' MT50 code never ran); all scaled by max-episode-steps / 500"""
     smt_kappa: float = 0.8
-    """budget share: the first active set gets kappa x total-timesteps / num-active env steps each, a task
-    promoted later kappa x (stage-1 env steps left) / num-active"""
+    """budget share: the first active set gets kappa x total-timesteps / num-active env steps each, a task promoted later kappa x (stage-1 env steps left) / num-active"""
     smt_stage1_share: float = 0.85
     """share of --total-timesteps spent scheduling (stage 1) before sampling all tasks uniformly (stage 2)"""
     smt_eps: float | None = None

@@ -1,11 +1,12 @@
 """One real learning test: SAC must lift success clearly above a random policy on an easy task pair.
 
-Calibrated (see the closing notes of issues 2, 5 and 6) so that it fails when learning is broken: with
-the critic target cut off from the bootstrap, or with the actor's loss detached from the critic. With
-2 x 64 networks and batch 128 (issue 6: half the cost of 2 x 128 and batch 256, and wider margins), mean
-success at 15k / 20k env steps was 0.975 / 0.925, 0.95 / 0.90 and 0.60 / 0.625 for seeds 1-3 (0.725 /
-0.875 with --compile and 0.725 / 0.75 with --bf16 for seed 1), against 0.25 / 0.275 and 0.50 / 0.325
-without the bootstrap and 0 / 0 with the actor's loss detached (seeds 1 and 2), on an AVX-512 CPU."""
+Calibrated so that it fails when learning is broken: with the critic target cut off from the bootstrap,
+or with the actor's loss detached from the critic. With the networks as Meta-World+ builds them
+(He-uniform torso, small heads, Adam eps 1e-5; issue 18), 2 x 64 networks and batch 128 learn more slowly
+here than the earlier default initialisation did, so the run is 30k env steps. Mean success at 25k / 30k
+env steps was 0.65 / 0.75, 0.775 / 0.50 and 0.775 / 0.825 for seeds 1-3 (0.70 / 0.60 and 0.825 / 0.70 for seed 1 with
+--compile / --bf16), against 0.15 / 0.175 without the bootstrap and 0 / 0 with the actor's loss detached
+(seed 1), on a 2-core CPU; the random policy scores at most 0.15."""
 import csv
 import os
 from collections import defaultdict
@@ -20,7 +21,7 @@ from uniform_sac import Args
 TASKS = ["drawer-close-v3", "handle-press-v3"]
 CONFIG = [
     "--tasks", *TASKS, "--num-envs", "1", "--max-episode-steps", "100", "--hidden-dims", "64", "64",
-    "--batch-size", "128", "--total-timesteps", "20000", "--learning-starts", "1000",
+    "--batch-size", "128", "--total-timesteps", "30000", "--learning-starts", "1000",
     "--eval-interval", "5000", "--eval-episodes", "20", "--policy-lr", "1e-3", "--q-lr", "1e-3", "--alpha-lr", "1e-3",
     "--no-cuda", "--seed", "1",
 ]  # fmt: skip
@@ -47,5 +48,5 @@ def test_sac_learns_an_easy_task_pair(workdir, flags):
     mean_success = mean_success_by_step(os.path.join(workdir, "runs", "learn", "eval.csv"))
     baseline = random_policy_success(Args(tasks=tuple(TASKS), seed=1, num_envs=1, max_episode_steps=100), 20)
     assert baseline <= 0.15
-    # the last two evaluations (15k and 20k env steps) both clearly above the random policy
+    # the last two evaluations (25k and 30k env steps) both clearly above the random policy
     assert min(list(mean_success.values())[-2:]) >= baseline + 0.35, (mean_success, baseline)

@@ -28,12 +28,13 @@ def wait_for_checkpoint(run_dir, proc, timeout=120):
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize("script, files", [
-    ("uniform_sac.py", ["eval.csv", "episodes.csv"]),
-    ("drats_sac.py", ["eval.csv", "episodes.csv", "sampler.csv"]),
-])  # fmt: skip
-def test_a_run_killed_after_a_checkpoint_resumes_into_the_uninterrupted_run(workdir, script, files):
-    extra = ["--drats-window", "100"] if script == "drats_sac.py" else []
+@pytest.mark.parametrize("script, files, extra", [
+    ("uniform_sac.py", ["eval.csv", "episodes.csv"], []),
+    ("drats_sac.py", ["eval.csv", "episodes.csv", "sampler.csv"], ["--drats-window", "100"]),
+    # the loss weights K * q must be restored with q, or the resumed run's updates differ
+    ("drats_sac.py", ["eval.csv", "episodes.csv", "sampler.csv"], ["--drats-window", "100", "--drats-weighted-updates"]),
+], ids=["uniform", "drats", "drats-weighted"])  # fmt: skip
+def test_a_run_killed_after_a_checkpoint_resumes_into_the_uninterrupted_run(workdir, script, files, extra):
     whole = run_script(script, *RUN, *extra, "--torch-deterministic", "--run-name", "whole", cwd=workdir)
     assert whole.returncode == 0, whole.stderr[-3000:]
 
