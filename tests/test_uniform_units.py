@@ -199,3 +199,20 @@ def test_random_policy_scores_low_in_evaluation():
 
 def test_importing_the_script_runs_nothing():
     assert hasattr(uniform_sac, "Args") and not hasattr(uniform_sac, "rb")
+
+
+def test_networks_and_optimizers_start_as_meta_world_plus_builds_them():
+    import tyro
+
+    from uniform_sac import make_learner, resolve_args
+
+    args = resolve_args(tyro.cli(Args, args=["--tasks", "reach-v3", "push-v3", "--hidden-dims", "64", "32", "--no-cuda",
+                                             "--run-name", "init-test"]))  # fmt: skip
+    actor, critic, _, _, optimizers, _, _ = make_learner(args, 39 + 2, 4, 2, torch.device("cpu"))
+    for net, head_scale in ((actor.net, 1e-3), (critic.net, 3e-3)):
+        (w1, w2, head), (b1, b2, head_bias) = net.weights, net.biases
+        for w, fan_in in ((w1, net.weights[0].shape[1]), (w2, 64)):  # He-uniform: U(+-sqrt(6 / fan_in)), variance 2 / fan_in
+            assert w.abs().max() <= (6 / fan_in) ** 0.5 and abs(float(w.var()) * fan_in / 2 - 1) < 0.15
+        assert not b1.any() and not b2.any()
+        assert head.abs().max() <= head_scale and head_bias.abs().max() <= head_scale and head_bias.any()
+    assert all(group["eps"] == 1e-5 for optimizer in optimizers for group in optimizer.param_groups)
