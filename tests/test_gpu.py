@@ -1,6 +1,7 @@
-"""The CUDA paths: every speed flag trains on a GPU, and the captured CUDA graph computes the same
-update as eager. Skipped where no GPU is (as in CI); run them on a GPU machine with
-`python -m pytest tests/test_gpu.py`."""
+"""The CUDA paths: every speed flag trains on a GPU, the captured CUDA graph computes the same update as
+eager (also as the loop runs it: one seed, the buffer growing between replays, ten tasks), a run resumes
+across --cudagraphs and from a CPU checkpoint, async envs and PPO run there. Skipped where no GPU is (as
+in CI); run them on a GPU machine with `python -m pytest tests/test_gpu.py -n 0`."""
 import csv
 import json
 import math
@@ -11,6 +12,7 @@ import torch
 from conftest import random_policy_success, run_script
 from test_learning import CONFIG as LEARNING_CONFIG
 from test_learning import TASKS, mean_success_by_step
+from test_resume import PPO_RUN
 from test_speed import learner
 
 from uniform_sac import Args
@@ -42,7 +44,8 @@ def read_rows(path):
 @pytest.mark.parametrize(
     "script,flags",
     [("uniform_sac.py", []), ("uniform_sac.py", ["--bf16"]), ("uniform_sac.py", ["--compile"]), ("uniform_sac.py", ["--cudagraphs"]),
-     ("uniform_sac.py", ["--cudagraphs", "--bf16"]), ("uniform_sac.py", ["--compile", "--cudagraphs"]), ("drats_sac.py", ["--cudagraphs"])],
+     ("uniform_sac.py", ["--cudagraphs", "--bf16"]), ("uniform_sac.py", ["--compile", "--cudagraphs"]), ("drats_sac.py", ["--cudagraphs"]),
+     ("drats_sac.py", ["--cudagraphs", "--drats-weighted-updates"]), ("uniform_sac.py", ["--cudagraphs", "--vector-strategy", "async"])],
 )  # fmt: skip
 def test_each_flag_runs_on_the_gpu(workdir, script, flags):
     result = run_script(script, "--tasks", "reach-v3", "push-v3", "--max-episode-steps", "50", "--total-timesteps", "3000",
@@ -65,3 +68,73 @@ def test_sac_learns_on_the_gpu(workdir, flags):
     baseline = random_policy_success(Args(tasks=tuple(TASKS), seed=1, num_envs=1, max_episode_steps=100), 20)
     # the CPU learning test's criterion: the last two evaluations clearly above the random policy
     assert min(list(mean_success.values())[-2:]) >= baseline + 0.35, (mean_success, baseline)
+
+
+def gpu_learner(k: int, hidden: int, *flags: str):
+    """A learner of k tasks (2 x `hidden` networks, 32 samples per task) on the GPU, its buffer partly filled."""
+    from uniform_sac import make_learner, resolve_args
+    import tyro
+    from metaworld.env_dict import MT10_V3
+
+    args = resolve_args(tyro.cli(Args, args=["--tasks", *list(MT10_V3)[:k], "--hidden-dims", str(hidden), str(hidden),
+                                             "--batch-size", str(32 * k), "--buffer-size", str(1000 * k), "--cuda",
+                                             "--run-name", "gpu-test", *flags]))  # fmt: skip
+    torch.manual_seed(0)
+    parts = make_learner(args, 39 + k, 4, k, torch.device("cuda"))
+    add_transitions(parts[5], k, seed=0, rounds=5)
+    return parts
+
+
+def add_transitions(rb, k: int, seed: int, rounds: int):
+    """`rounds` steps of one random transition per task, as the loop's rb.add gives them."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    task = torch.arange(k, device="cuda")
+    for _ in range(rounds):
+        obs, next_obs = rng.normal(size=(k, 39 + k)), rng.normal(size=(k, 39 + k))
+        rb.add(task, obs, rng.uniform(-1, 1, (k, 4)), rng.uniform(0, 10, k), next_obs, np.zeros(k))
+
+
+@pytest.mark.parametrize("flags", [[], ["--bf16"]], ids=["fp32", "bf16"])
+def test_cudagraphs_replays_as_the_loop_runs_them(flags):
+    # one seed for the whole sequence (each replay takes its own random offset, as the loop's do), the buffer's
+    # live pos and size growing between replays, ten tasks at width 256
+    tolerance = {"rtol": 1e-4, "atol": 1e-4} if not flags else {"rtol": 3e-2, "atol": 3e-2}
+    logs = {}
+    for mode in ("eager", "captured"):
+        parts = gpu_learner(10, 256, *flags, *(["--cudagraphs"] if mode == "captured" else []))
+        torch.manual_seed(123)
+        logs[mode] = []
+        for call in range(10):
+            logs[mode].append(parts[-1]().clone())
+            add_transitions(parts[5], 10, seed=call + 1, rounds=3)
+        logs[mode] = torch.stack(logs[mode])
+        if mode == "captured":
+            assert parts[-1].graph is not None
+    torch.testing.assert_close(logs["captured"], logs["eager"], **tolerance)
+
+
+@pytest.mark.parametrize("first, then", [([], ["--cudagraphs"]), (["--no-cuda"], ["--cuda", "--cudagraphs"])],
+                         ids=["eager-then-cudagraphs", "cpu-then-gpu"])
+def test_a_run_resumes_across_cudagraphs_and_devices(workdir, first, then):
+    run = ["--tasks", "reach-v3", "push-v3", "--max-episode-steps", "50", "--learning-starts", "500",
+           "--hidden-dims", "64", "64", "--eval-interval", "1000", "--eval-episodes", "2"]  # fmt: skip
+    result = run_script("uniform_sac.py", *run, *first, "--total-timesteps", "2000", "--run-name", "r", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = os.path.join(workdir, "runs", "r")
+    resumed = run_script("uniform_sac.py", "--resume", run_dir, *then, "--total-timesteps", "3000", cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    rows = read_rows(os.path.join(run_dir, "eval.csv"))
+    assert {int(r["global_step"]) for r in rows} == {1000, 2000, 3000}
+    assert all(math.isfinite(float(r["mean_return"])) for r in rows)
+
+
+@pytest.mark.parametrize("script", ["baselines/uniform_ppo.py", "baselines/drats_ppo.py"])
+def test_ppo_runs_on_the_gpu(workdir, script):
+    run = [a for a in PPO_RUN if a != "--no-cuda"]
+    result = run_script(script, *run, "--total-timesteps", "800", "--run-name", "ppo", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = os.path.join(workdir, "runs", "ppo")
+    assert json.load(open(os.path.join(run_dir, "config.json")))["device"] == "cuda"
+    assert all(math.isfinite(float(r["mean_return"])) for r in read_rows(os.path.join(run_dir, "eval.csv")))
