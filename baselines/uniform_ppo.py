@@ -32,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import tyro
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS
-from metaworld.wrappers import AutoTerminateOnSuccessWrapper, OneHotWrapper, RandomTaskSelectWrapper
+from metaworld.wrappers import AutoTerminateOnSuccessWrapper, RandomTaskSelectWrapper
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -123,10 +123,10 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
     if len(set(args.tasks)) != len(args.tasks):
         fail("--tasks: a task is listed twice")
     k = len(args.tasks) or int(args.env_id[2:])
-    args.total_timesteps = args.total_timesteps or 10_000_000 * k
-    args.num_envs = args.num_envs or k
+    args.total_timesteps = 10_000_000 * k if args.total_timesteps is None else args.total_timesteps
+    args.num_envs = k if args.num_envs is None else args.num_envs
     args.ent_coef = (0.03 if k >= 50 else 0.01) if args.ent_coef is None else args.ent_coef
-    args.eval_interval = args.eval_interval or 200_000 * k
+    args.eval_interval = 200_000 * k if args.eval_interval is None else args.eval_interval
     if not 1 <= args.max_episode_steps <= 500:
         fail(f"--max-episode-steps must be between 1 and 500 (Meta-World's limit), got {args.max_episode_steps}")
     if args.num_envs < 1:
@@ -146,7 +146,7 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
         fail("--eval-interval and --eval-episodes must be at least 1")
     if not 1 <= args.eval_envs_per_task <= args.eval_episodes:
         fail(f"--eval-envs-per-task must be between 1 and --eval-episodes ({args.eval_episodes}), got {args.eval_envs_per_task}")
-    args.checkpoint_interval = args.checkpoint_interval or args.eval_interval
+    args.checkpoint_interval = args.eval_interval if args.checkpoint_interval is None else args.checkpoint_interval
     if args.checkpoint_interval < 1:
         fail(f"--checkpoint-interval must be at least 1, got {args.checkpoint_interval}")
     if args.capture_video and os.environ["MUJOCO_GL"].lower() in ("disable", "disabled", "off", "false", "0"):
@@ -211,11 +211,11 @@ def open_csv(path: str, header: list[str], resume_step: int | None):
             with open(path, newline="") as f:
                 rows = f.readlines()[1:]
         with open(path + ".tmp", "w", newline="") as f:
-            csv.writer(f).writerow(header)
+            csv.writer(f, lineterminator="\n").writerow(header)
             f.writelines(row for row in rows if row.endswith("\n") and int(row.split(",")[0]) <= resume_step)
         os.replace(path + ".tmp", path)
     file = open(path, "w" if resume_step is None else "a", newline="")
-    writer = csv.writer(file)
+    writer = csv.writer(file, lineterminator="\n")  # not csv's default \r\n: shell tools expect \n
     if resume_step is None:
         writer.writerow(header)
         file.flush()  # on disk at once: a run killed before its first row still resumes with a header
@@ -248,7 +248,11 @@ def make_task_env(task: int, seed: int, task_names: list[str], goals: list[list]
     env = gym.wrappers.TimeLimit(env, max_episode_steps)
     env = AutoTerminateOnSuccessWrapper(env)
     env.toggle_terminate_on_success(False)  # training episodes never end early; evaluation turns it on
-    env = OneHotWrapper(env, task, len(task_names))
+    # the one-hot task id appended, as Meta-World's OneHotWrapper does, with the space's bounds in float32 like the
+    # space (OneHotWrapper's float64 bounds make gymnasium warn at every env built)
+    one_hot, space = np.eye(len(task_names))[task], env.observation_space
+    space = gym.spaces.Box(np.append(space.low, 0 * one_hot).astype(np.float32), np.append(space.high, 0 * one_hot + 1).astype(np.float32))
+    env = gym.wrappers.TransformObservation(env, lambda obs: np.concatenate([obs, one_hot]), space)
     env = gym.wrappers.RecordEpisodeStatistics(env)
     env = RandomTaskSelectWrapper(env, goals[task])
     env.action_space.seed(seed)
@@ -594,7 +598,9 @@ if __name__ == "__main__":
             resume="allow",  # a resumed run continues the same wandb run
             save_code=True,
         )
-    writer = SummaryWriter(run_dir, purge_step=resume_step)  # TensorBoard drops what came after the checkpoint
+    # TensorBoard drops what came after the checkpoint, but keeps what was logged at its step (its evaluation):
+    # the resumed run starts past it and never logs that step again
+    writer = SummaryWriter(run_dir, purge_step=None if resume_step is None else resume_step + 1)
     with open(os.path.join(run_dir, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
     eval_file, eval_csv = open_csv(
@@ -751,6 +757,8 @@ if __name__ == "__main__":
             next_eval = (global_step // args.eval_interval + 1) * args.eval_interval
         progress.update(global_step - progress.n)
         progress.set_postfix(SPS=sps, eval_success=f"{last_success:.2f}", epochs=epochs)
+    else:  # every step ran: a stop asked for during the last rollout finds the run complete, with nothing to resume
+        stop.clear()
 
     progress.close()
     if stop:

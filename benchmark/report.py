@@ -279,7 +279,7 @@ def summarize(bench: str, runs: list[Run], args: Args, out: str) -> tuple[str, l
 
 def write_csv(path: str, header: list[str], rows: list[list]):
     with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, lineterminator="\n")
         writer.writerow(header)
         writer.writerows(rows)
 

@@ -50,6 +50,36 @@ def test_a_run_killed_after_a_checkpoint_resumes_into_the_uninterrupted_run(work
     for name in files:
         with open(os.path.join(workdir, "runs", "whole", name), "rb") as a, open(os.path.join(run_dir, name), "rb") as b:
             assert a.read() == b.read(), name
+    # TensorBoard too: the evaluation logged at the checkpoint's step survives the resume (it is not logged again)
+    assert scalar_steps(run_dir, "eval/mean_success_rate") == scalar_steps(os.path.join(workdir, "runs", "whole"), "eval/mean_success_rate")
+
+
+def scalar_steps(run_dir: str, tag: str) -> list[int]:
+    """The steps of a TensorBoard scalar as TensorBoard shows them (purged events dropped)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(run_dir, size_guidance={"scalars": 0})
+    events.Reload()
+    return sorted(e.step for e in events.Scalars(tag))
+
+
+def test_a_stop_during_the_last_round_finishes_the_run(workdir):
+    # the signal comes while the last round runs: there is no round boundary left to checkpoint at, so the run
+    # ends complete (exit 0, its final checkpoint written) instead of pointing to a checkpoint never written
+    run = ["--tasks", "reach-v3", "push-v3", "--max-episode-steps", "500", "--total-timesteps", "2000", "--learning-starts", "1000",
+           "--hidden-dims", "256", "256", "--eval-interval", "10000000", "--eval-episodes", "1", "--no-cuda"]  # fmt: skip
+    proc = start("uniform_sac.py", *run, "--run-name", "last", cwd=workdir)
+    episodes = os.path.join(workdir, "runs", "last", "episodes.csv")
+    deadline = time.time() + 120
+    while not (os.path.exists(episodes) and len(open(episodes).read().splitlines()) >= 3):  # the first round is over
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert "resume with" not in out and "final mean eval success rate" in out
+    state = torch.load(os.path.join(workdir, "runs", "last", "checkpoint.pt"), weights_only=False)
+    assert state["loop"][0] * 2 == 2000  # the final checkpoint: a larger --total-timesteps can go on from it
 
 
 def test_sigterm_leaves_a_checkpoint_from_which_the_run_finishes(workdir):
@@ -114,14 +144,14 @@ def test_a_log_killed_before_its_first_row_resumes_with_its_header(tmp_path):
     path = str(tmp_path / "eval.csv")
     file, _ = open_csv(path, ["global_step", "task"], None)  # the header is on disk before any row
     with open(path, newline="") as f:
-        assert f.read() == "global_step,task\r\n"
+        assert f.read() == "global_step,task\n"
     file.close()
     open(path, "w").close()  # as if the run had been killed before the header reached the disk
     file, writer = open_csv(path, ["global_step", "task"], resume_step=100)
     writer.writerow([200, "reach-v3"])
     file.close()
     with open(path, newline="") as f:
-        assert f.read() == "global_step,task\r\n200,reach-v3\r\n"
+        assert f.read() == "global_step,task\n200,reach-v3\n"
 
 
 def as_if_written_on_a_gpu(path: str, capturable: bool):

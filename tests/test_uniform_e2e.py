@@ -3,6 +3,7 @@ import csv
 import json
 import os
 
+import numpy as np
 import pytest
 from conftest import TINY, run_script
 
@@ -42,6 +43,50 @@ def test_tiny_run_writes_config_eval_and_episodes(workdir):
     assert [r["task"] for r in episodes[:4]] == ["reach-v3", "push-v3"] * 2
     assert all(r["success"] in ("0", "1") and 0 <= float(r["episodic_return"]) <= 500 for r in episodes)
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(run_dir))
+    for name in ("eval.csv", "episodes.csv"):  # lines end in \n, as shell tools expect, not csv's default \r\n
+        with open(os.path.join(run_dir, name), "rb") as f:
+            assert b"\r" not in f.read()
+    assert "WARN" not in result.stderr and "Warning" not in result.stderr  # nothing warns in a plain run
+
+
+def test_building_the_envs_warns_about_nothing():
+    import warnings
+
+    import tyro
+
+    from uniform_sac import Args, load_goals, make_envs, resolve_args
+
+    args = resolve_args(tyro.cli(Args, args=["--tasks", "reach-v3", "push-v3", "--no-cuda", "--run-name", "warn-test"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # gymnasium's "Box low's precision lowered" among them
+        envs, eval_envs = make_envs(args, *load_goals(args))
+        obs, _ = eval_envs.reset()
+    assert obs.shape == (2, 39 + 2) and (obs[:, -2:] == [[1, 0], [0, 1]]).all()  # the one-hot task id, appended
+    space = eval_envs.single_observation_space
+    assert space.shape == (41,) and space.dtype == np.float32 and (space.low[-2:] == 0).all() and (space.high[-2:] == 1).all()
+    envs.close()
+    eval_envs.close()
+
+
+ZERO_DEFAULTS = {  # arguments whose unset default is computed: an explicit 0 must be refused, not replaced
+    "uniform_sac.py": ["--total-timesteps", "--num-envs", "--batch-size", "--buffer-size", "--checkpoint-interval"],
+    "drats_sac.py": ["--drats-initial-target"],
+    "baselines/smt_sac.py": ["--smt-num-active"],
+    "baselines/uniform_ppo.py": ["--total-timesteps", "--num-envs", "--eval-interval", "--checkpoint-interval"],
+    "baselines/drats_ppo.py": ["--drats-window"],
+    "baselines/lp_ppo.py": ["--lp-window"],
+    "baselines/smt_ppo.py": ["--smt-window"],
+}
+
+
+@pytest.mark.parametrize("script, flag", [(s, f) for s, flags in ZERO_DEFAULTS.items() for f in flags])
+def test_an_explicit_zero_is_checked_not_replaced_by_the_default(workdir, script, flag):
+    result = run_script(script, "--tasks", "reach-v3", "--max-episode-steps", "50", flag, "0", "--run-name", "zero",
+                        cwd=workdir, timeout=60)  # fmt: skip
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    (line,) = result.stderr.strip().splitlines()[-1:]
+    assert line.startswith("error: ") and flag in line, line
+    assert not os.path.exists(os.path.join(workdir, "runs", "zero"))
 
 
 def test_async_envs_step_while_the_update_runs_and_share_evaluation(workdir):
