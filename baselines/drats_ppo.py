@@ -188,6 +188,8 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
     return args
 
 
+CHECKPOINT_FORMAT = 2  # raised whenever what a checkpoint holds changes: an older checkpoint is refused, not misread
+
 # what a resumed run may change; every other argument must be the one the run started with
 CAN_CHANGE_ON_RESUME = {
     "total_timesteps", "eval_interval", "eval_episodes", "checkpoint_interval", "resume",
@@ -597,6 +599,8 @@ if __name__ == "__main__":
     state = torch.load(os.path.join(run_dir, "checkpoint.pt"), map_location="cpu", weights_only=False) if args.resume else None
     rollout_size = args.num_envs * args.num_steps
     num_iterations = args.total_timesteps // rollout_size
+    if state and state.get("format") != CHECKPOINT_FORMAT:
+        fail(f"--resume: {run_dir}/checkpoint.pt was written by an older version of this script; finish that run with it")
     if state and state["loop"][0] >= num_iterations:
         fail(f"--resume: {run_dir} is complete at {state['loop'][0] * rollout_size} env steps; pass a larger --total-timesteps")
     random.seed(args.seed)
@@ -754,6 +758,7 @@ if __name__ == "__main__":
         then renamed over the previous checkpoint, so that one is kept until the new one is complete."""
         checkpoint = {
             "loop": (iteration, round_index, last_success, env_steps_per_task),
+            "format": CHECKPOINT_FORMAT,
             "wandb_id": wandb_id,
             "agent": agent.state_dict(),
             "optimizers": [actor_optimizer.state_dict(), critic_optimizer.state_dict()],

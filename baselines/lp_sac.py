@@ -198,6 +198,8 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
     return args
 
 
+CHECKPOINT_FORMAT = 2  # raised whenever what a checkpoint holds changes: an older checkpoint is refused, not misread
+
 # what a resumed run may change; every other argument must be the one the run started with
 CAN_CHANGE_ON_RESUME = {
     "total_timesteps", "eval_interval", "eval_episodes", "checkpoint_interval", "checkpoint_buffer", "resume",
@@ -779,6 +781,8 @@ if __name__ == "__main__":
     run_dir = args.resume or os.path.join("runs", args.run_name)
     # onto the CPU first: a checkpoint written on a GPU resumes on a CPU too (--cuda may change on resume)
     state = torch.load(os.path.join(run_dir, "checkpoint.pt"), map_location="cpu", weights_only=False) if args.resume else None
+    if state and state.get("format") != CHECKPOINT_FORMAT:
+        fail(f"--resume: {run_dir}/checkpoint.pt was written by an older version of this script; finish that run with it")
     if state and state["loop"][0] * args.num_envs >= args.total_timesteps:
         fail(f"--resume: {run_dir} is complete at {state['loop'][0] * args.num_envs} env steps; pass a larger --total-timesteps")
     random.seed(args.seed)
@@ -887,6 +891,7 @@ if __name__ == "__main__":
         then renamed over the previous checkpoint, so that one is kept until the new one is complete."""
         checkpoint = {
             "loop": (step, round_index, last_success, env_steps_per_task),
+            "format": CHECKPOINT_FORMAT,
             "wandb_id": wandb_id,
             "actor": actor.state_dict(),
             "critic": critic.state_dict(),

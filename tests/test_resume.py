@@ -112,6 +112,14 @@ def test_resume_refuses_a_changed_run_and_continues_a_longer_one(workdir):
     assert longer.returncode == 0, longer.stderr[-3000:]
     evals = open(os.path.join(run_dir, "eval.csv")).read().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in evals][::2] == [1000, 2000, 3000, 4000]
+    # a checkpoint of an older format (before the format was recorded) is refused in one line, not misread
+    path = os.path.join(run_dir, "checkpoint.pt")
+    state = torch.load(path, weights_only=False)
+    del state["format"]
+    torch.save(state, path)
+    old = run_script("uniform_sac.py", "--resume", run_dir, "--total-timesteps", "5000", cwd=workdir)
+    assert old.returncode != 0 and "Traceback" not in old.stderr
+    assert old.stderr.strip().splitlines()[-1].startswith("error: --resume:") and "older version" in old.stderr
 
 
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(workdir):
