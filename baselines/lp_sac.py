@@ -2,15 +2,12 @@
 # baseline of the DRATS paper (arXiv 2605.14350): env slots play more often the tasks whose training
 # return changes most. This is uniform_sac.py plus the blocks marked LP, so
 # `diff uniform_sac.py baselines/lp_sac.py` shows the sampler and nothing else.
-import csv
 import ctypes.util
-import dataclasses
 import json
 import math
 import multiprocessing
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,11 +27,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import tyro
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 from metaworld.wrappers import AutoTerminateOnSuccessWrapper, RandomTaskSelectWrapper
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
+
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))  # for baselines/: run_utils.py is one folder up
+from run_utils import CapturedStep, check_output_location, fail, keep_freed_memory, open_csv, parse_args, write_videos  # noqa: E402
 
 
 @dataclass
@@ -131,11 +130,6 @@ class Args:
     # ---- end LP ----
 
 
-def fail(message: str):
-    """Stop at once with one clear line, before anything is built or written."""
-    sys.exit(f"error: {message}")
-
-
 def resolve_args(args: Args, resuming: bool = False) -> Args:
     """Fill the defaults that scale with the number of tasks and reject bad input."""
     unknown = [name for name in args.tasks if name not in ALL_V3_ENVIRONMENTS]
@@ -206,63 +200,6 @@ CAN_CHANGE_ON_RESUME = {
     "cuda", "torch_deterministic", "vector_strategy", "track", "wandb_project_name", "wandb_entity", "capture_video",
     "bf16", "compile", "cudagraphs",
 }  # fmt: skip
-
-
-def parse_args() -> Args:
-    """The command line. With --resume, the saved run's arguments with what this command line changes."""
-    args = tyro.cli(Args)
-    if args.resume is None:
-        return resolve_args(args)
-    config_path = os.path.join(args.resume, "config.json")
-    if not os.path.exists(os.path.join(args.resume, "checkpoint.pt")) or not os.path.exists(config_path):
-        fail(f"--resume: {args.resume} holds no checkpoint.pt and config.json to resume from")
-    with open(config_path) as f:
-        saved = json.load(f)
-    names = [field.name for field in dataclasses.fields(Args) if field.name in saved]
-    args = tyro.cli(Args, default=Args(**{n: tuple(saved[n]) if isinstance(saved[n], list) else saved[n] for n in names}))
-    show = lambda v: " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)  # noqa: E731
-    changed = [
-        f"--{n.replace('_', '-')} was {show(saved[n])}, now {show(getattr(args, n))}"
-        for n in names
-        if n not in CAN_CHANGE_ON_RESUME and json.loads(json.dumps(getattr(args, n))) != saved[n]
-    ]
-    if changed:
-        fail(f"--resume: these arguments would change the run, which must go on as it started: {'; '.join(changed)}")
-    return resolve_args(args, resuming=True)
-
-
-def check_output_location(run_dir: str, needed_bytes: int):
-    """Fail before training, not days into it, where the run cannot write its outputs and checkpoints."""
-    try:
-        os.makedirs(run_dir, exist_ok=True)
-        with open(os.path.join(run_dir, ".write-test"), "w") as f:
-            f.write("ok")
-        os.remove(os.path.join(run_dir, ".write-test"))
-    except OSError as error:
-        fail(f"cannot write the run's outputs to {run_dir}: {error.strerror}")
-    free = shutil.disk_usage(run_dir).free
-    if free < needed_bytes:
-        fail(f"{run_dir}: {free / 1e9:.1f} GB free, checkpoints need about {needed_bytes / 1e9:.1f} GB (see --no-checkpoint-buffer)")
-
-
-def open_csv(path: str, header: list[str], resume_step: int | None):
-    """A CSV log to append to. A new run writes the header. A resumed run keeps only the complete rows
-    up to its checkpoint's step: the rows written after it will be written again."""
-    if resume_step is not None:
-        rows = []
-        if os.path.exists(path):
-            with open(path, newline="") as f:
-                rows = f.readlines()[1:]
-        with open(path + ".tmp", "w", newline="") as f:
-            csv.writer(f, lineterminator="\n").writerow(header)
-            f.writelines(row for row in rows if row.endswith("\n") and int(row.split(",")[0]) <= resume_step)
-        os.replace(path + ".tmp", path)
-    file = open(path, "w" if resume_step is None else "a", newline="")
-    writer = csv.writer(file, lineterminator="\n")  # not csv's default \r\n: shell tools expect \n
-    if resume_step is None:
-        writer.writerow(header)
-        file.flush()  # on disk at once: a run killed before its first row still resumes with a header
-    return file, writer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -563,43 +500,6 @@ class MultiTaskReplayBuffer:
         )
 
 
-class CapturedStep:
-    """A function of no arguments that reads and writes only tensors that stay in place (the replay
-    buffer, the networks, the optimizers' states), run as a CUDA graph: a few eager calls on a side
-    stream warm it up, the next call is captured, and every call after that replays it. One replay
-    launches the whole batch draw and update at once, with no Python in between."""
-
-    def __init__(self, fn, warmup: int = 3):
-        self.fn, self.warmup, self.calls, self.graph, self.out = fn, warmup, 0, None, None
-
-    def __call__(self):
-        if self.graph is None and self.calls < self.warmup:
-            self.calls += 1
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                out = self.fn()
-            torch.cuda.current_stream().wait_stream(stream)
-            return out
-        if self.graph is None:
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.out = self.fn()
-        self.graph.replay()  # the capture itself ran nothing: the first replay is this call's update
-        return self.out
-
-
-def keep_freed_memory():
-    """On a CPU the update mallocs and frees its tensors anew each time. By default glibc hands freed blocks
-    of a few MB back to the OS, and the next tensor of that size faults in each of its 4 KB pages afresh
-    (MT50's update: over 10,000 page faults, up to a fifth of its time on a busy machine). Keep blocks of
-    up to 32 MB (MT50's activations are 20 MB) in the heap instead, and the heap's free top up to 2 GiB."""
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None) if sys.platform.startswith("linux") else None
-    if mallopt is not None:  # glibc's malloc (elsewhere nothing changes)
-        mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: blocks up to this size from the heap, not from mmap
-        mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: the heap's free top handed back past this size only
-
-
 def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device: torch.device):
     """The agent, its optimizers, the replay buffer, and `learn`: the gradient step as the training loop
     calls it, a function of no arguments that draws a batch from the buffer and updates the critics,
@@ -680,27 +580,6 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
     return actor, critic, target_critic, log_alpha, optimizers, rb, learn
 
 
-def write_videos(actor: Actor, video_envs: list, task_names: list[str], run_dir: str, global_step: int, track: bool):
-    """One deterministic episode per task, every 5th frame (software EGL renders ~0.1 s a frame)."""
-    import imageio
-
-    os.makedirs(os.path.join(run_dir, "videos"), exist_ok=True)
-    for name, env in zip(task_names, video_envs):
-        obs, _ = env.reset()
-        frames, done, t = [], False, 0
-        while not done:
-            if t % 5 == 0:
-                frames.append(env.render()[::-1])  # the corner camera renders upside down
-            obs, _, terminated, truncated, _ = env.step(actor.act(obs[None], deterministic=True)[0])
-            done, t = terminated or truncated, t + 1
-        path = os.path.join(run_dir, "videos", f"{name}__step{global_step}.mp4")
-        imageio.mimsave(path, frames, fps=25)
-        if track:
-            import wandb
-
-            wandb.log({f"videos/{name}": wandb.Video(path, format="mp4")}, step=global_step)
-
-
 # ---- LP ----
 # Learning progress: favour the tasks whose window-mean training return R_i moved most since the
 # last window, progress_i = |R_i(t) - R_i(t-1)| / (max_j |R_j(t) - R_j(t-1)| + 0.01), through
@@ -777,7 +656,7 @@ class LPSampler:
 
 # ---- end LP ----
 if __name__ == "__main__":
-    args = parse_args()
+    args = parse_args(Args, resolve_args, CAN_CHANGE_ON_RESUME)
     run_dir = args.resume or os.path.join("runs", args.run_name)
     # onto the CPU first: a checkpoint written on a GPU resumes on a CPU too (--cuda may change on resume)
     state = torch.load(os.path.join(run_dir, "checkpoint.pt"), map_location="cpu", weights_only=False) if args.resume else None
