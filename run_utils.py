@@ -1,16 +1,24 @@
 # The run machinery that the algorithm scripts share and that is not the algorithm: the command line with
-# --resume, output checks, CSV logs, videos, and the CUDA-graph and CPU-memory plumbing of the SAC update.
+# --resume, output checks, config.json and the logs, checkpoints and random states, stopping on a signal,
+# videos, and the CUDA-graph and CPU-memory plumbing of the SAC update.
 # The scripts import it as CleanRL's scripts import cleanrl_utils; each keeps what teaches its algorithm.
 import csv
 import ctypes
 import dataclasses
 import json
 import os
+import random
 import shutil
+import signal
+import subprocess
 import sys
+from importlib.metadata import version
 
+import numpy as np
 import torch
 import tyro
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
 
 def fail(message: str):
@@ -133,3 +141,83 @@ def write_videos(policy, video_envs: list, task_names: list[str], run_dir: str, 
             import wandb
 
             wandb.log({f"videos/{name}": wandb.Video(path, format="mp4")}, step=global_step)
+
+
+def load_checkpoint(run_dir: str, expected_format: int):
+    """A run's checkpoint, onto the CPU first: one written on a GPU resumes on a CPU too (--cuda may change on
+    resume). One of another format (an older version of the script) is refused, not misread."""
+    state = torch.load(os.path.join(run_dir, "checkpoint.pt"), map_location="cpu", weights_only=False)
+    if state.get("format") != expected_format:
+        fail(f"--resume: {run_dir}/checkpoint.pt was written by an older version of this script; finish that run with it")
+    return state
+
+
+def save_checkpoint_file(checkpoint: dict, path: str):
+    """Written to a temporary file, then renamed over the previous checkpoint: that one is kept until the new
+    one is complete."""
+    torch.save(checkpoint, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def random_states(rng, device: torch.device) -> tuple:
+    """Every random generator a run draws from: Python's, NumPy's, the run's own generator, torch's, and the
+    CUDA generator of the run's one device."""
+    return (random.getstate(), np.random.get_state(), rng.bit_generator.state, torch.get_rng_state(),
+            torch.cuda.get_rng_state() if device.type == "cuda" else None)  # fmt: skip
+
+
+def restore_random_states(states: tuple, rng, device: torch.device):
+    python_rng, numpy_rng, run_rng, torch_rng, cuda_rng = states
+    random.setstate(python_rng)
+    np.random.set_state(numpy_rng)
+    rng.bit_generator.state = run_rng
+    torch.set_rng_state(torch_rng)
+    if cuda_rng is not None and device.type == "cuda":  # the run's one device, however many are visible
+        torch.cuda.set_rng_state(cuda_rng)
+
+
+def start_outputs(args, run_dir: str, task_names: list[str], device: torch.device, script: str, resume_step, wandb_id):
+    """config.json, wandb with --track (a resumed run continues the same wandb run) and TensorBoard's writer.
+    Returns the writer and the wandb run id."""
+    try:
+        git_commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=os.path.dirname(os.path.abspath(script)), capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        git_commit = ""
+    packages = ["torch", "metaworld", "mujoco", "gymnasium", "numpy", "tyro"]
+    config = {
+        **dataclasses.asdict(args),
+        "task_names": task_names,
+        "versions": {"python": sys.version.split()[0], **{name: version(name) for name in packages}},
+        "git_commit": git_commit or None,
+        "device": str(device),
+    }
+    if args.track:
+        import wandb
+
+        wandb_id = wandb_id or wandb.util.generate_id()
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=config,
+                   name=args.run_name, id=wandb_id, resume="allow", save_code=True)  # fmt: skip
+    # TensorBoard drops what came after the checkpoint, but keeps what was logged at its step (its evaluation):
+    # the resumed run starts past it and never logs that step again
+    writer = SummaryWriter(run_dir, purge_step=None if resume_step is None else resume_step + 1)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    return writer, wandb_id
+
+
+def stop_on_signals(at_the_end_of: str) -> dict:
+    """SIGTERM (a scheduler's preemption) or Ctrl-C asks the run to stop at the end of its round or rollout, with
+    a checkpoint; a second Ctrl-C stops at once. The dict returned holds the signal once one has come."""
+    stop = {}
+
+    def request_stop(signum, frame):
+        if stop:
+            raise KeyboardInterrupt
+        stop["signal"] = signum
+        tqdm.write(f"{signal.Signals(signum).name}: stopping at the end of this {at_the_end_of}, with a checkpoint")
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return stop

@@ -2,18 +2,15 @@
 # every task gets the same number of environment steps. drats_sac.py is this file plus the DRATS
 # task sampler, so `diff uniform_sac.py drats_sac.py` shows the method and nothing else.
 import ctypes.util
-import json
 import math
 import multiprocessing
 import os
 import random
 import signal
-import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
-from importlib.metadata import version
 from typing import Literal
 
 # headless rendering for --capture-video, set before mujoco loads: EGL, or rendering off where no EGL library
@@ -28,11 +25,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 from metaworld.wrappers import AutoTerminateOnSuccessWrapper, RandomTaskSelectWrapper
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))  # for baselines/: run_utils.py is one folder up
-from run_utils import CapturedStep, check_output_location, fail, keep_freed_memory, open_csv, parse_args, write_videos  # noqa: E402
+from run_utils import (  # noqa: E402
+    CapturedStep, check_output_location, fail, keep_freed_memory, load_checkpoint, open_csv, parse_args,
+    random_states, restore_random_states, save_checkpoint_file, start_outputs, stop_on_signals, write_videos,
+)
 
 
 @dataclass
@@ -557,10 +556,7 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
 if __name__ == "__main__":
     args = parse_args(Args, resolve_args, CAN_CHANGE_ON_RESUME)
     run_dir = args.resume or os.path.join("runs", args.run_name)
-    # onto the CPU first: a checkpoint written on a GPU resumes on a CPU too (--cuda may change on resume)
-    state = torch.load(os.path.join(run_dir, "checkpoint.pt"), map_location="cpu", weights_only=False) if args.resume else None
-    if state and state.get("format") != CHECKPOINT_FORMAT:
-        fail(f"--resume: {run_dir}/checkpoint.pt was written by an older version of this script; finish that run with it")
+    state = load_checkpoint(run_dir, CHECKPOINT_FORMAT) if args.resume else None
     if state and state["loop"][0] * args.num_envs >= args.total_timesteps:
         fail(f"--resume: {run_dir} is complete at {state['loop'][0] * args.num_envs} env steps; pass a larger --total-timesteps")
     random.seed(args.seed)
@@ -584,41 +580,8 @@ if __name__ == "__main__":
         print("warning: --no-checkpoint-buffer: a resumed run starts from an empty replay buffer, so it is not exact")
 
     # ---- outputs: config.json, CSV files, TensorBoard (and wandb) ----
-    try:
-        git_commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=os.path.dirname(os.path.abspath(__file__)), capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        git_commit = ""
-    packages = ["torch", "metaworld", "mujoco", "gymnasium", "numpy", "tyro"]
-    config = {
-        **asdict(args),
-        "task_names": task_names,
-        "versions": {"python": sys.version.split()[0], **{name: version(name) for name in packages}},
-        "git_commit": git_commit or None,
-        "device": str(device),
-    }
     resume_step = state["loop"][0] * args.num_envs if state else None  # global step of the checkpoint
-    wandb_id = state["wandb_id"] if state else None
-    if args.track:
-        import wandb
-
-        wandb_id = wandb_id or wandb.util.generate_id()
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=config,
-            name=args.run_name,
-            id=wandb_id,
-            resume="allow",  # a resumed run continues the same wandb run
-            save_code=True,
-        )
-    # TensorBoard drops what came after the checkpoint, but keeps what was logged at its step (its evaluation):
-    # the resumed run starts past it and never logs that step again
-    writer = SummaryWriter(run_dir, purge_step=None if resume_step is None else resume_step + 1)
-    with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
+    writer, wandb_id = start_outputs(args, run_dir, task_names, device, __file__, resume_step, state["wandb_id"] if state else None)
     eval_file, eval_csv = open_csv(
         os.path.join(run_dir, "eval.csv"), ["global_step", "task", "success_rate", "mean_return"], resume_step
     )
@@ -649,8 +612,7 @@ if __name__ == "__main__":
     checkpoint_path = os.path.join(run_dir, "checkpoint.pt")
 
     def save_checkpoint(step: int):
-        """Everything the run needs to go on as if it had never stopped; written to a temporary file,
-        then renamed over the previous checkpoint, so that one is kept until the new one is complete."""
+        """Everything the run needs to go on as if it had never stopped."""
         checkpoint = {
             "loop": (step, round_index, last_success, env_steps_per_task),
             "format": CHECKPOINT_FORMAT,
@@ -661,12 +623,10 @@ if __name__ == "__main__":
             "log_alpha": log_alpha.detach(),
             "optimizers": [opt.state_dict() for opt in (actor_optimizer, q_optimizer, alpha_optimizer)],
             "buffer": rb.state_dict() if args.checkpoint_buffer else None,
-            "rng": (random.getstate(), np.random.get_state(), rng.bit_generator.state, torch.get_rng_state(),
-                    torch.cuda.get_rng_state() if device.type == "cuda" else None),  # fmt: skip
+            "rng": random_states(rng, device),
             "eval_env_rng": list(eval_envs.get_attr("np_random")),  # the goals of the next evaluations
         }
-        torch.save(checkpoint, checkpoint_path + ".tmp")
-        os.replace(checkpoint_path + ".tmp", checkpoint_path)
+        save_checkpoint_file(checkpoint, checkpoint_path)
 
     def check_finite(logs, global_step: int):
         """A non-finite loss (from non-finite parameters or not) stops the run before it writes a checkpoint."""
@@ -688,26 +648,11 @@ if __name__ == "__main__":
                 group["capturable"] = args.cudagraphs
         if state["buffer"] is not None:
             rb.load_state_dict(state.pop("buffer"))  # popped: the host copy is freed once the buffer holds it
-        python_rng, numpy_rng, run_rng, torch_rng, cuda_rng = state["rng"]
-        random.setstate(python_rng)
-        np.random.set_state(numpy_rng)
-        rng.bit_generator.state = run_rng
-        torch.set_rng_state(torch_rng)
-        if cuda_rng is not None and device.type == "cuda":  # the run's one device, however many are visible
-            torch.cuda.set_rng_state(cuda_rng)
+        restore_random_states(state["rng"], rng, device)
         eval_envs.set_attr("np_random", state["eval_env_rng"])
         print(f"resuming {run_dir} from its checkpoint at global step {resume_step}")
 
-    stop = {}  # the signal that asked the run to stop, once one has
-
-    def request_stop(signum, frame):
-        if stop:  # a second Ctrl-C: stop now, keeping the last checkpoint
-            raise KeyboardInterrupt
-        stop["signal"] = signum
-        tqdm.write(f"{signal.Signals(signum).name}: stopping at the end of this round, with a checkpoint")
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = stop_on_signals("round")  # SIGTERM or Ctrl-C: the signal, once one has come
     print(f"{run_dir}: {num_tasks} tasks ({', '.join(task_names)}), {args.num_envs} env slots, device {device}")
 
     # ---- training loop ----
@@ -818,6 +763,8 @@ if __name__ == "__main__":
     episodes_file.close()
     writer.close()
     if args.track:
+        import wandb
+
         wandb.finish()
     if stop:
         sys.exit(128 + stop["signal"])  # non-zero, so that a scheduler requeues a preempted job
