@@ -1,94 +1,326 @@
-# The run machinery that the algorithm scripts share and that is not the algorithm: the command line with
-# --resume, output checks, config.json and the logs, checkpoints and random states, stopping on a signal,
-# videos, and the CUDA-graph and CPU-memory plumbing of the SAC update.
-# The scripts import it as CleanRL's scripts import cleanrl_utils; each keeps what teaches its algorithm.
+# The run machinery the algorithm scripts share, none of it the algorithm: the arguments' domains and --resume,
+# outputs and logs, checkpoints and random states, stop signals, progress, videos, CUDA-graph and CPU-memory
+# plumbing. The scripts import it as CleanRL's scripts import cleanrl_utils.
+import ctypes.util
 import csv
-import ctypes
 import dataclasses
 import json
+import math
+import multiprocessing
 import os
 import random
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from importlib.metadata import version
 
-import numpy as np
-import torch
-import tyro
-from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
+# headless rendering for --capture-video, set before mujoco loads: EGL, or off where no EGL library is installed
+# (as on many GPU nodes), so that mujoco still loads
+os.environ.setdefault("MUJOCO_GL", "egl" if ctypes.util.find_library("EGL") else "disable")
+
+import numpy as np  # noqa: E402
+import run_args  # noqa: E402
+import torch  # noqa: E402
+import tyro  # noqa: E402
+from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+CHECKPOINT_FORMAT = 3  # raised whenever what a checkpoint holds changes: an older checkpoint is refused, not misread
+# what a resumed run may change; every other argument must be the one the run started with
+CAN_CHANGE_ON_RESUME = {"total_timesteps", "eval_interval", "eval_episodes", "checkpoint_interval", "checkpoint_buffer",
+    "resume", "cuda", "torch_deterministic", "vector_strategy", "track", "wandb_project_name", "wandb_entity",
+    "capture_video", "bf16", "compile", "cudagraphs"}  # fmt: skip
 
 
-def fail(message: str):
-    """Stop at once with one clear line, before anything is built or written."""
+def fail(message: str):  # one clear line, and stop
     sys.exit(f"error: {message}")
 
 
-def parse_args(Args, resolve_args, can_change: set[str]):
+def check_common(args, resuming: bool) -> int:
+    """What every script checks first (each argument in its domain, the tasks, what the machine must have) and the
+    run's name. Returns K, the number of tasks."""
+    from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+    for name, allowed, value in run_args.out_of_domain(args):
+        fail(f"--{name.replace('_', '-')} must be {allowed}, got {value}")
+    if set(args.tasks) - set(ALL_V3_ENVIRONMENTS):
+        fail(f"--tasks: unknown task {', '.join(set(args.tasks) - set(ALL_V3_ENVIRONMENTS))}; allowed: {' '.join(ALL_V3_ENVIRONMENTS)}")
+    if len(set(args.tasks)) != len(args.tasks):
+        fail("--tasks: a task is listed twice")
+    if args.eval_envs_per_task > args.eval_episodes:
+        fail(f"--eval-envs-per-task must be at most --eval-episodes ({args.eval_episodes}), got {args.eval_envs_per_task}")
+    if args.capture_video and os.environ["MUJOCO_GL"].lower() in ("disable", "disabled", "off", "false", "0"):
+        fail("--capture-video: no OpenGL library to render with (install libEGL, e.g. apt install libegl1, or set MUJOCO_GL=osmesa)")
+    on_gpu = args.cuda and torch.cuda.is_available()
+    if getattr(args, "cudagraphs", False) and not on_gpu:
+        fail("--cudagraphs needs a CUDA device (and --cuda); on a CPU, --bf16 is the fast path")
+    if getattr(args, "bf16", False) and not on_gpu and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        print("warning: --bf16: this CPU has no AVX-512 or AMX, so torch has no fast bfloat16 matmul here and the run "
+              "will be many times slower than fp32; drop --bf16 on this machine", file=sys.stderr)  # fmt: skip
+    if not getattr(args, "checkpoint_buffer", True):
+        print("warning: --no-checkpoint-buffer: a resumed run starts from an empty replay buffer, so it is not exact")
+    k = len(args.tasks) or int(args.env_id[2:])
+    args.run_name = args.run_name or f"{f'custom{k}' if args.tasks else args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if not resuming and os.path.exists(os.path.join("runs", args.run_name)):
+        fail(f"--run-name: runs/{args.run_name} already exists; choose another name or --resume it (a run is never overwritten)")
+    return k
+
+
+def parse_args(Args, resolve_args):
     """The command line, as `Args` and a script's `resolve_args` read it. With --resume, the saved run's arguments
-    with what this command line changes, of which only the names in `can_change` may differ."""
+    with what this command line changes, of which only CAN_CHANGE_ON_RESUME may differ."""
     args = tyro.cli(Args)
     if args.resume is None:
         return resolve_args(args)
-    config_path = os.path.join(args.resume, "config.json")
-    if not os.path.exists(os.path.join(args.resume, "checkpoint.pt")) or not os.path.exists(config_path):
+    if not all(os.path.exists(os.path.join(args.resume, name)) for name in ("checkpoint.pt", "config.json")):
         fail(f"--resume: {args.resume} holds no checkpoint.pt and config.json to resume from")
-    with open(config_path) as f:
+    with open(os.path.join(args.resume, "config.json")) as f:
         saved = json.load(f)
     names = [field.name for field in dataclasses.fields(Args) if field.name in saved]
     args = tyro.cli(Args, default=Args(**{n: tuple(saved[n]) if isinstance(saved[n], list) else saved[n] for n in names}))
     show = lambda v: " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)  # noqa: E731
-    changed = [
-        f"--{n.replace('_', '-')} was {show(saved[n])}, now {show(getattr(args, n))}"
-        for n in names
-        if n not in can_change and json.loads(json.dumps(getattr(args, n))) != saved[n]
-    ]
+    changed = [f"--{n.replace('_', '-')} was {show(saved[n])}, now {show(getattr(args, n))}" for n in names
+               if n not in CAN_CHANGE_ON_RESUME and json.loads(json.dumps(getattr(args, n))) != saved[n]]  # fmt: skip
     if changed:
         fail(f"--resume: these arguments would change the run, which must go on as it started: {'; '.join(changed)}")
     return resolve_args(args, resuming=True)
 
 
-def check_output_location(run_dir: str, needed_bytes: int):
-    """Fail before training, not days into it, where the run cannot write its outputs and checkpoints."""
+def seed_everything(args):
+    """Seeds Python's, NumPy's and torch's generators; returns the training device and the run's own generator."""
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    return torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu"), np.random.default_rng(args.seed)
+
+
+def check_output_location(run_dir: str, checkpointed=None):
+    """Fail before training, not days into it, where the run cannot write its outputs, or its checkpoints of the
+    `checkpointed` object's tensors (a replay buffer: a new checkpoint is written beside the old one)."""
     try:
         os.makedirs(run_dir, exist_ok=True)
-        with open(os.path.join(run_dir, ".write-test"), "w") as f:
-            f.write("ok")
+        open(os.path.join(run_dir, ".write-test"), "w").close()
         os.remove(os.path.join(run_dir, ".write-test"))
     except OSError as error:
         fail(f"cannot write the run's outputs to {run_dir}: {error.strerror}")
-    free = shutil.disk_usage(run_dir).free
-    if free < needed_bytes:
-        fail(f"{run_dir}: {free / 1e9:.1f} GB free, checkpoints need about {needed_bytes / 1e9:.1f} GB (see --no-checkpoint-buffer)")
+    needed = 10**8 + 2 * sum(t.nbytes for t in (vars(checkpointed) if checkpointed else {}).values() if isinstance(t, torch.Tensor))
+    if (free := shutil.disk_usage(run_dir).free) < needed:
+        fail(f"{run_dir}: {free / 1e9:.1f} GB free, checkpoints need about {needed / 1e9:.1f} GB (see --no-checkpoint-buffer)")
 
 
-def open_csv(path: str, header: list[str], resume_step: int | None):
-    """A CSV log to append to. A new run writes the header. A resumed run keeps only the complete rows
-    up to its checkpoint's step: the rows written after it will be written again."""
-    if resume_step is not None:
-        rows = []
-        if os.path.exists(path):
-            with open(path, newline="") as f:
-                rows = f.readlines()[1:]
-        with open(path + ".tmp", "w", newline="") as f:
-            csv.writer(f, lineterminator="\n").writerow(header)
-            f.writelines(row for row in rows if row.endswith("\n") and int(row.split(",")[0]) <= resume_step)
-        os.replace(path + ".tmp", path)
-    file = open(path, "w" if resume_step is None else "a", newline="")
-    writer = csv.writer(file, lineterminator="\n")  # not csv's default \r\n: shell tools expect \n
-    if resume_step is None:
-        writer.writerow(header)
-        file.flush()  # on disk at once: a run killed before its first row still resumes with a header
-    return file, writer
+class RunLog:
+    """What a run writes besides its checkpoints: config.json, TensorBoard (and wandb with --track), eval.csv,
+    episodes.csv and the script's own CSV logs. A resumed run continues them from its checkpoint's step."""
+
+    def __init__(self, args, run_dir: str, task_names: list[str], device, script: str, resume_step, wandb_id):
+        self.run_dir, self.task_names, self.resume_step, self.track, self.files = run_dir, task_names, resume_step, args.track, []
+        self.video_envs = []  # with --capture-video, the script's one env per task to film
+        git = ["git", "-C", os.path.dirname(os.path.abspath(script)), "rev-parse", "HEAD"]
+        commit = subprocess.run(git, capture_output=True, text=True).stdout.strip() if shutil.which("git") else ""
+        versions = {p: version(p) for p in ["torch", "metaworld", "mujoco", "gymnasium", "numpy", "tyro"]}
+        config = {**dataclasses.asdict(args), "task_names": task_names, "git_commit": commit or None, "device": str(device),
+                  "versions": {"python": sys.version.split()[0], **versions}}  # fmt: skip
+        if args.track:
+            import wandb
+            wandb_id = wandb_id or wandb.util.generate_id()
+            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=config,
+                       name=args.run_name, id=wandb_id, resume="allow", save_code=True)  # fmt: skip
+        self.wandb_id = wandb_id
+        # TensorBoard drops what came after the checkpoint but keeps what was logged at its step (its evaluation)
+        self.writer = SummaryWriter(run_dir, purge_step=None if resume_step is None else resume_step + 1)
+        with open(os.path.join(run_dir, "config.json"), "w") as f:
+            json.dump(config, f, indent=2)
+        self.eval_csv = self.csv("eval.csv", ["global_step", "task", "success_rate", "mean_return"])
+        self.episodes_csv = self.csv("episodes.csv", ["global_step", "task", "episodic_return", "success"])
+
+    def csv(self, name: str, header: list[str]):
+        """A CSV log in the run directory, each row on disk once written. A resumed run keeps the complete rows up
+        to its checkpoint's step (those after it will be written again)."""
+        path = os.path.join(self.run_dir, name)
+        if self.resume_step is not None:
+            rows = open(path, newline="").readlines()[1:] if os.path.exists(path) else []
+            with open(path + ".tmp", "w", newline="") as f:
+                f.write(",".join(header) + "\n")
+                f.writelines(row for row in rows if row.endswith("\n") and int(row.split(",")[0]) <= self.resume_step)
+            os.replace(path + ".tmp", path)
+        self.files.append(open(path, "w" if self.resume_step is None else "a", newline="", buffering=1))  # line-buffered
+        writer = csv.writer(self.files[-1], lineterminator="\n")  # not csv's default \r\n: shell tools expect \n
+        if self.resume_step is None:
+            writer.writerow(header)  # on disk at once: a run killed before its first row still resumes with a header
+        return writer
+
+    def scalars(self, prefix: str, values: dict, step: int):
+        for name, value in values.items():
+            self.writer.add_scalar(f"{prefix}/{name}", value, step)
+
+    def per_task(self, values: dict, step: int, tasks=None, prefix: str = "charts"):
+        """values: {tag: one value per task (of `tasks`, all by default)} -> TensorBoard's <prefix>/<tag>/<task>."""
+        names = self.task_names if tasks is None else [self.task_names[t] for t in tasks]
+        for tag, per_task in values.items():
+            self.scalars(f"{prefix}/{tag}", dict(zip(names, per_task)), step)
+
+    def episodes(self, step: int, slot_tasks: np.ndarray, returns: np.ndarray, successes: np.ndarray):
+        """A round's training episodes, one per slot: episodes.csv, and each task's means in TensorBoard."""
+        self.episodes_csv.writerows([step, self.task_names[t], float(r), int(s)] for t, r, s in zip(slot_tasks, returns, successes))
+        played, count = np.unique(slot_tasks, return_counts=True)
+        mean = lambda x: np.bincount(slot_tasks, x, len(self.task_names))[played] / count  # noqa: E731
+        self.per_task({"episodic_return": mean(returns), "success": mean(successes)}, step, played)
+
+    def evaluation(self, step: int, success_rates: np.ndarray, returns: list[list[float]], policy) -> float:
+        """An evaluation's per-task success rates and returns to eval.csv and TensorBoard, and with --capture-video
+        a video per task of `policy`. Returns the mean success."""
+        mean_returns = [float(np.mean(r)) for r in returns]
+        self.eval_csv.writerows(zip([step] * len(returns), self.task_names, success_rates.tolist(), mean_returns))
+        self.per_task({"success_rate": success_rates, "mean_return": mean_returns}, step, prefix="eval")
+        self.scalars("eval", {"mean_success_rate": np.mean(success_rates), "mean_return": np.mean(mean_returns)}, step)
+        self.writer.add_scalar("charts/worst_task_success_rate", min(success_rates), step)
+        if self.video_envs:
+            self.write_videos(policy, step)
+        return float(np.mean(success_rates))
+
+    def write_videos(self, policy, step: int):
+        """One deterministic episode per task of `policy` (an object with `act(obs, deterministic)`), every 5th frame."""
+        import imageio
+        os.makedirs(os.path.join(self.run_dir, "videos"), exist_ok=True)
+        for name, env in zip(self.task_names, self.video_envs):
+            obs, _ = env.reset()
+            frames, done, t = [], False, 0
+            while not done:
+                if t % 5 == 0:
+                    frames.append(env.render()[::-1])  # the corner camera renders upside down
+                obs, _, terminated, truncated, _ = env.step(policy.act(obs[None], deterministic=True)[0])
+                done, t = terminated or truncated, t + 1
+            path = os.path.join(self.run_dir, "videos", f"{name}__step{step}.mp4")
+            imageio.mimsave(path, frames, fps=25)
+            if self.track:
+                import wandb
+                wandb.log({f"videos/{name}": wandb.Video(path, format="mp4")}, step=step)
+
+    def close(self):
+        for file in [*self.files, *self.video_envs]:
+            file.close()
+        self.writer.close()
+        if self.track:
+            import wandb
+            wandb.finish()
+
+
+class Progress(tqdm):
+    """tqdm's bar over env steps, from the start or the checkpoint, that also logs charts/SPS."""
+
+    def __init__(self, log: RunLog, start: int, total: int):
+        super().__init__(initial=start, total=total, unit="step", unit_scale=True, dynamic_ncols=True)
+        self.log, self.start, self.start_time = log, start, time.time()
+
+    def show(self, global_step: int, **postfix):
+        sps = int((global_step - self.start) / (time.time() - self.start_time))
+        self.log.scalars("charts", {"SPS": sps}, global_step)
+        self.set_postfix(SPS=sps, **postfix)
+
+
+def load_checkpoint(run_dir: str, env_steps_per_loop_step: int, total_timesteps: int):
+    """A run's checkpoint, onto the CPU first: one written on a GPU resumes on a CPU too (--cuda may change on
+    resume). One of another format (an older version of the script) is refused, not misread."""
+    state = torch.load(os.path.join(run_dir, "checkpoint.pt"), map_location="cpu", weights_only=False)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        fail(f"--resume: {run_dir}/checkpoint.pt was written by an older version of this script; finish that run with it")
+    if state["loop"][0] >= total_timesteps // env_steps_per_loop_step:
+        fail(f"--resume: {run_dir} is complete at {state['loop'][0] * env_steps_per_loop_step} env steps; pass a larger --total-timesteps")
+    return state
+
+
+def save_checkpoint(path: str, loop: tuple, parts: dict, rng, device, eval_envs, log: RunLog):
+    """All the run needs to go on as if it had never stopped: the loop's counters, each part's state, the random
+    generators and the eval envs' (the goals of the next evaluations). A part is a tensor, has a state_dict, or is an
+    object whose arrays are its state (a replay buffer's tensors, a task sampler's NumPy arrays). The previous
+    checkpoint is kept until the new one is complete."""
+    states = {name: part.detach() if isinstance(part, torch.Tensor) else part.state_dict() if hasattr(part, "state_dict")
+              else {k: v for k, v in vars(part).items() if isinstance(v, (torch.Tensor, np.ndarray))} for name, part in parts.items()}
+    rngs = (random.getstate(), np.random.get_state(), rng.bit_generator.state, torch.get_rng_state(),
+            torch.cuda.get_rng_state() if device.type == "cuda" else None)  # the CUDA generator of the run's one device
+    torch.save({"format": CHECKPOINT_FORMAT, "loop": loop, "wandb_id": log.wandb_id, "parts": states, "rng": rngs,
+                "eval_env_rng": list(eval_envs.get_attr("np_random"))}, path + ".tmp")  # fmt: skip
+    os.replace(path + ".tmp", path)
+
+
+def restore_checkpoint(state: dict, parts: dict, rng, device, eval_envs, capturable: bool = False):
+    """The saved parts (a checkpoint taken without the replay buffer has none to restore) and random generators."""
+    for name, saved in state.pop("parts").items():  # popped: each host copy is freed once its part holds it
+        part = parts[name]
+        if hasattr(part, "load_state_dict"):
+            part.load_state_dict(saved)
+            for group in getattr(part, "param_groups", []):  # this run's flag, not the saved one: --cudagraphs may change
+                group["capturable"] = capturable
+        elif isinstance(part, torch.Tensor):
+            part.data[...] = saved
+        else:  # an object's arrays, in place (a captured CUDA graph reads the replay buffer's tensors there)
+            for key, value in saved.items():
+                getattr(part, key)[...] = value
+    python_rng, numpy_rng, rng.bit_generator.state, torch_rng, cuda_rng = state["rng"]
+    random.setstate(python_rng)
+    np.random.set_state(numpy_rng)
+    torch.set_rng_state(torch_rng)
+    if cuda_rng is not None and device.type == "cuda":  # the run's one device, however many are visible
+        torch.cuda.set_rng_state(cuda_rng)
+    eval_envs.set_attr("np_random", state["eval_env_rng"])
+
+
+def check_finite(logs, names: list[str], global_step: int, run_dir: str, progress):
+    """A non-finite loss (from non-finite parameters or not) stops the run before it writes a checkpoint."""
+    if logs is not None and not torch.isfinite(logs).all():
+        bad = [name for name, value in zip(names, logs.tolist()) if not math.isfinite(value)]
+        path = os.path.join(run_dir, "checkpoint.pt")
+        kept = f"the last good checkpoint, {path}, is kept" if os.path.exists(path) else "no checkpoint yet"
+        progress.close()
+        fail(f"non-finite {', '.join(bad)} at global step {global_step}; {kept}")
+
+
+def stop_on_signals(at_the_end_of: str) -> dict:
+    """SIGTERM (a scheduler's preemption) or Ctrl-C asks the run to stop at the end of its round or rollout, with
+    a checkpoint; a second Ctrl-C stops at once. The dict returned holds the signal once one has come."""
+    stop = {}
+
+    def request_stop(signum, frame):
+        if stop:
+            raise KeyboardInterrupt
+        stop["signal"] = signum
+        tqdm.write(f"{signal.Signals(signum).name}: stopping at the end of this {at_the_end_of}, with a checkpoint")
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return stop
+
+
+def ignore_stop_signals_in_workers():  # an async env worker leaves Ctrl-C and SIGTERM to the main process
+    if multiprocessing.parent_process() is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+class EnvPool:
+    """Meta-World envs by task, built on first use and reused (a build is slow and large): a task slot that switches
+    tasks between rounds gives its env back and takes a free one of its new task."""
+
+    def __init__(self, build, seed: tuple[int, ...]):
+        self.build, self.seed, self.free, self.built = build, seed, {}, 0
+
+    def take(self, task: int):
+        if self.free.get(task):
+            return self.free[task].pop()
+        self.built += 1
+        return self.build(task, int(np.random.SeedSequence((*self.seed, self.built)).generate_state(1)[0]))
+
+    def give(self, task: int, env):
+        self.free.setdefault(task, []).append(env)
 
 
 class CapturedStep:
-    """A function of no arguments that reads and writes only tensors that stay in place (the replay
-    buffer, the networks, the optimizers' states), run as a CUDA graph: a few eager calls on a side
-    stream warm it up, the next call is captured, and every call after that replays it. One replay
-    launches the whole batch draw and update at once, with no Python in between."""
+    """A function of no arguments that reads and writes only tensors that stay in place (the replay buffer, the
+    networks, the optimizers' states), run as a CUDA graph: warmed up by a few eager calls on a side stream,
+    captured at the next call, replayed at every later one (the whole batch draw and update at one launch)."""
 
     def __init__(self, fn, warmup: int = 3):
         self.fn, self.warmup, self.calls, self.graph, self.out = fn, warmup, 0, None, None
@@ -111,113 +343,8 @@ class CapturedStep:
 
 
 def keep_freed_memory():
-    """On a CPU the update mallocs and frees its tensors anew each time. By default glibc hands freed blocks
-    of a few MB back to the OS, and the next tensor of that size faults in each of its 4 KB pages afresh
-    (MT50's update: over 10,000 page faults, up to a fifth of its time on a busy machine). Keep blocks of
-    up to 32 MB (MT50's activations are 20 MB) in the heap instead, and the heap's free top up to 2 GiB."""
+    """Keep the update's freed blocks in the heap: glibc would give them back and fault them in afresh (docs/speed.md)."""
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None) if sys.platform.startswith("linux") else None
     if mallopt is not None:  # glibc's malloc (elsewhere nothing changes)
-        mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: blocks up to this size from the heap, not from mmap
-        mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: the heap's free top handed back past this size only
-
-
-def write_videos(policy, video_envs: list, task_names: list[str], run_dir: str, global_step: int, track: bool):
-    """One deterministic episode per task of `policy` (an object with `act(obs, deterministic)`), every 5th frame
-    (software EGL renders ~0.1 s a frame)."""
-    import imageio
-
-    os.makedirs(os.path.join(run_dir, "videos"), exist_ok=True)
-    for name, env in zip(task_names, video_envs):
-        obs, _ = env.reset()
-        frames, done, t = [], False, 0
-        while not done:
-            if t % 5 == 0:
-                frames.append(env.render()[::-1])  # the corner camera renders upside down
-            obs, _, terminated, truncated, _ = env.step(policy.act(obs[None], deterministic=True)[0])
-            done, t = terminated or truncated, t + 1
-        path = os.path.join(run_dir, "videos", f"{name}__step{global_step}.mp4")
-        imageio.mimsave(path, frames, fps=25)
-        if track:
-            import wandb
-
-            wandb.log({f"videos/{name}": wandb.Video(path, format="mp4")}, step=global_step)
-
-
-def load_checkpoint(run_dir: str, expected_format: int):
-    """A run's checkpoint, onto the CPU first: one written on a GPU resumes on a CPU too (--cuda may change on
-    resume). One of another format (an older version of the script) is refused, not misread."""
-    state = torch.load(os.path.join(run_dir, "checkpoint.pt"), map_location="cpu", weights_only=False)
-    if state.get("format") != expected_format:
-        fail(f"--resume: {run_dir}/checkpoint.pt was written by an older version of this script; finish that run with it")
-    return state
-
-
-def save_checkpoint_file(checkpoint: dict, path: str):
-    """Written to a temporary file, then renamed over the previous checkpoint: that one is kept until the new
-    one is complete."""
-    torch.save(checkpoint, path + ".tmp")
-    os.replace(path + ".tmp", path)
-
-
-def random_states(rng, device: torch.device) -> tuple:
-    """Every random generator a run draws from: Python's, NumPy's, the run's own generator, torch's, and the
-    CUDA generator of the run's one device."""
-    return (random.getstate(), np.random.get_state(), rng.bit_generator.state, torch.get_rng_state(),
-            torch.cuda.get_rng_state() if device.type == "cuda" else None)  # fmt: skip
-
-
-def restore_random_states(states: tuple, rng, device: torch.device):
-    python_rng, numpy_rng, run_rng, torch_rng, cuda_rng = states
-    random.setstate(python_rng)
-    np.random.set_state(numpy_rng)
-    rng.bit_generator.state = run_rng
-    torch.set_rng_state(torch_rng)
-    if cuda_rng is not None and device.type == "cuda":  # the run's one device, however many are visible
-        torch.cuda.set_rng_state(cuda_rng)
-
-
-def start_outputs(args, run_dir: str, task_names: list[str], device: torch.device, script: str, resume_step, wandb_id):
-    """config.json, wandb with --track (a resumed run continues the same wandb run) and TensorBoard's writer.
-    Returns the writer and the wandb run id."""
-    try:
-        git_commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=os.path.dirname(os.path.abspath(script)), capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        git_commit = ""
-    packages = ["torch", "metaworld", "mujoco", "gymnasium", "numpy", "tyro"]
-    config = {
-        **dataclasses.asdict(args),
-        "task_names": task_names,
-        "versions": {"python": sys.version.split()[0], **{name: version(name) for name in packages}},
-        "git_commit": git_commit or None,
-        "device": str(device),
-    }
-    if args.track:
-        import wandb
-
-        wandb_id = wandb_id or wandb.util.generate_id()
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=config,
-                   name=args.run_name, id=wandb_id, resume="allow", save_code=True)  # fmt: skip
-    # TensorBoard drops what came after the checkpoint, but keeps what was logged at its step (its evaluation):
-    # the resumed run starts past it and never logs that step again
-    writer = SummaryWriter(run_dir, purge_step=None if resume_step is None else resume_step + 1)
-    with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
-    return writer, wandb_id
-
-
-def stop_on_signals(at_the_end_of: str) -> dict:
-    """SIGTERM (a scheduler's preemption) or Ctrl-C asks the run to stop at the end of its round or rollout, with
-    a checkpoint; a second Ctrl-C stops at once. The dict returned holds the signal once one has come."""
-    stop = {}
-
-    def request_stop(signum, frame):
-        if stop:
-            raise KeyboardInterrupt
-        stop["signal"] = signum
-        tqdm.write(f"{signal.Signals(signum).name}: stopping at the end of this {at_the_end_of}, with a checkpoint")
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    return stop
+        mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: blocks up to 32 MB from the heap, not from mmap
+        mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: the heap's free top handed back past 2 GiB only

@@ -1,39 +1,26 @@
-# Multi-task PPO on Meta-World (MT10 / MT25 / MT50) with learning-progress (LP) task sampling, a
-# baseline of the DRATS paper (arXiv 2605.14350), on the authors' own Meta-World learner: env slots
-# play more often the tasks whose training return changes most; q is updated between rollouts. This is
-# uniform_ppo.py plus the blocks marked LP, which are the same text as in lp_sac.py, so
-# `diff uniform_ppo.py lp_ppo.py` shows the sampler and nothing else.
-import ctypes.util
+# Multi-task PPO on Meta-World (MT10 / MT25 / MT50), the learner of the DRATS authors' own Meta-World experiments:
+# a multi-head actor and critic, rollouts of whole episodes from every env slot, clipped policy updates with a KL early
+# stop. `diff uniform_ppo.py drats_ppo.py` shows the DRATS task sampler and nothing else.
+# Task allocation here: learning progress (LP), a baseline of the DRATS paper (arXiv 2605.14350): the tasks whose
+# training return changes most first. `diff uniform_ppo.py lp_ppo.py` shows the sampler and nothing else.
 import math
-import multiprocessing
 import os
-import random
-import signal
 import sys
-import time
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
-# headless rendering for --capture-video, set before mujoco loads: EGL, or rendering off where no EGL library
-# is installed (as on many GPU nodes), so that mujoco still loads
-os.environ.setdefault("MUJOCO_GL", "egl" if ctypes.util.find_library("EGL") else "disable")
-
-import gymnasium as gym
-import metaworld
-import numpy as np
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-from metaworld.env_dict import ALL_V3_ENVIRONMENTS
-from metaworld.wrappers import AutoTerminateOnSuccessWrapper, RandomTaskSelectWrapper
-from tqdm import tqdm
-
 sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))  # for baselines/: run_utils.py is one folder up
-from run_utils import (  # noqa: E402
-    check_output_location, fail, load_checkpoint, open_csv, parse_args, random_states, restore_random_states,
-    save_checkpoint_file, start_outputs, stop_on_signals, write_videos,
-)
+import run_utils  # noqa: E402  (first: it sets MUJOCO_GL before mujoco loads)
+
+import gymnasium as gym  # noqa: E402
+import metaworld  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from metaworld.env_dict import ALL_V3_ENVIRONMENTS  # noqa: E402
+from metaworld.wrappers import AutoTerminateOnSuccessWrapper, RandomTaskSelectWrapper  # noqa: E402
 
 
 @dataclass
@@ -124,75 +111,32 @@ class Args:
 
 
 def resolve_args(args: Args, resuming: bool = False) -> Args:
-    """Fill the defaults that scale with the number of tasks and reject bad input."""
-    unknown = [name for name in args.tasks if name not in ALL_V3_ENVIRONMENTS]
-    if unknown:
-        fail(f"--tasks: unknown task {', '.join(unknown)}; allowed: {' '.join(ALL_V3_ENVIRONMENTS)}")
-    if len(set(args.tasks)) != len(args.tasks):
-        fail("--tasks: a task is listed twice")
-    k = len(args.tasks) or int(args.env_id[2:])
+    """Check each argument's domain, fill the defaults that scale with the number of tasks K, check them together."""
+    k = run_utils.check_common(args, resuming)
     args.total_timesteps = 10_000_000 * k if args.total_timesteps is None else args.total_timesteps
     args.num_envs = k if args.num_envs is None else args.num_envs
     args.ent_coef = (0.03 if k >= 50 else 0.01) if args.ent_coef is None else args.ent_coef
     args.eval_interval = 200_000 * k if args.eval_interval is None else args.eval_interval
-    if not 1 <= args.max_episode_steps <= 500:
-        fail(f"--max-episode-steps must be between 1 and 500 (Meta-World's limit), got {args.max_episode_steps}")
-    if args.num_envs < 1:
-        fail(f"--num-envs must be at least 1, got {args.num_envs}")
-    # a rollout is whole episodes: every rollout starts with a round, and GAE never crosses a rollout
-    if args.num_steps < args.max_episode_steps or args.num_steps % args.max_episode_steps:
-        fail(f"--num-steps must be a positive multiple of --max-episode-steps ({args.max_episode_steps}), got {args.num_steps}")
-    if args.total_timesteps < args.num_envs * args.num_steps:
-        fail(f"--total-timesteps must hold one rollout (num-envs x num-steps = {args.num_envs * args.num_steps}), got {args.total_timesteps}")
-    if not 1 <= args.num_minibatches <= args.num_envs * args.num_steps or args.update_epochs < 1:
-        fail(f"--num-minibatches must be between 1 and the rollout size ({args.num_envs * args.num_steps}) and --update-epochs at least 1")
-    if args.learning_rate <= 0 or args.clip_coef <= 0 or args.target_kl <= 0:
-        fail("--learning-rate, --clip-coef and --target-kl must be positive")
-    if not 0 <= args.gamma <= 1 or not 0 <= args.gae_lambda <= 1:
-        fail(f"--gamma and --gae-lambda must lie in [0, 1], got {args.gamma} and {args.gae_lambda}")
-    if args.eval_interval < 1 or args.eval_episodes < 1:
-        fail("--eval-interval and --eval-episodes must be at least 1")
-    if not 1 <= args.eval_envs_per_task <= args.eval_episodes:
-        fail(f"--eval-envs-per-task must be between 1 and --eval-episodes ({args.eval_episodes}), got {args.eval_envs_per_task}")
     args.checkpoint_interval = args.eval_interval if args.checkpoint_interval is None else args.checkpoint_interval
-    if args.checkpoint_interval < 1:
-        fail(f"--checkpoint-interval must be at least 1, got {args.checkpoint_interval}")
-    if args.capture_video and os.environ["MUJOCO_GL"].lower() in ("disable", "disabled", "off", "false", "0"):
-        fail("--capture-video: no OpenGL library to render with (install libEGL, e.g. apt install libegl1, or set MUJOCO_GL=osmesa)")
-    # ---- LP ----
-    args.lp_window = args.num_steps if args.lp_window is None else args.lp_window
-    args.lp_eps = 1 / (4 * k) if args.lp_eps is None else args.lp_eps
-    if args.lp_eta <= 0 or args.lp_step_size < 0:
-        fail(f"--lp-eta must be positive and --lp-step-size non-negative, got {args.lp_eta} and {args.lp_step_size}")
-    if not 0 < args.lp_eps <= 1 / k:  # a pinned task sits at eps: with 0 it could never come back
-        fail(f"--lp-eps must lie in (0, 1/K] = (0, {1 / k:.4g}] for {k} tasks, got {args.lp_eps}")
-    if args.lp_window < args.max_episode_steps:
-        fail(f"--lp-window must hold at least one episode ({args.max_episode_steps} steps), got {args.lp_window}")
-    if args.lp_success_window < 1:
-        fail("--lp-success-window must be at least 1")
-    # ---- end LP ----
-    benchmark = f"custom{k}" if args.tasks else args.env_id
-    args.run_name = args.run_name or f"{benchmark}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    if not resuming and os.path.exists(os.path.join("runs", args.run_name)):
-        fail(f"--run-name: runs/{args.run_name} already exists; choose another name or --resume it (a run is never overwritten)")
+    # a rollout is whole episodes: every rollout starts with a round, and GAE never crosses a rollout
+    if args.num_steps % args.max_episode_steps:
+        run_utils.fail(f"--num-steps must be a multiple of --max-episode-steps ({args.max_episode_steps}), got {args.num_steps}")
+    if args.total_timesteps < args.num_envs * args.num_steps:
+        run_utils.fail(f"--total-timesteps must hold one rollout (num-envs x num-steps = {args.num_envs * args.num_steps}), got {args.total_timesteps}")
+    if args.num_minibatches > args.num_envs * args.num_steps:
+        run_utils.fail(f"--num-minibatches must be at most the rollout size ({args.num_envs * args.num_steps}), got {args.num_minibatches}")
+    args.lp_window = args.num_steps if args.lp_window is None else args.lp_window  # LP
+    args.lp_eps = 1 / (4 * k) if args.lp_eps is None else args.lp_eps  # LP
+    if args.lp_eps > 1 / k:  # LP
+        run_utils.fail(f"--lp-eps must be at most 1/K = {1 / k:.4g} for {k} tasks, got {args.lp_eps}")  # LP
+    if args.lp_window < args.max_episode_steps:  # LP
+        run_utils.fail(f"--lp-window must hold one episode ({args.max_episode_steps} steps), got {args.lp_window}")  # LP
     return args
 
 
-CHECKPOINT_FORMAT = 2  # raised whenever what a checkpoint holds changes: an older checkpoint is refused, not misread
-
-# what a resumed run may change; every other argument must be the one the run started with
-CAN_CHANGE_ON_RESUME = {
-    "total_timesteps", "eval_interval", "eval_episodes", "checkpoint_interval", "resume",
-    "cuda", "torch_deterministic", "vector_strategy", "track", "wandb_project_name", "wandb_entity", "capture_video",
-}  # fmt: skip
-
-
-# ---------------------------------------------------------------------------------------------
-# Environments
-# ---------------------------------------------------------------------------------------------
+# ---- Environments ----
 def load_goals(args: Args) -> tuple[list[str], list[list]]:
-    """Task names in one-hot order and each task's 50 goals, as Meta-World's MT benchmarks define them.
-    Training and evaluation envs are built from these same goals."""
+    """Task names in one-hot order and each task's 50 goals (for training and evaluation), as Meta-World defines them."""
     if args.tasks:  # as Meta-World/custom-mt-envs does: task i gets its goals from seed + i
         return list(args.tasks), [metaworld.MT1(name, seed=args.seed + i).train_tasks for i, name in enumerate(args.tasks)]
     benchmark = getattr(metaworld, args.env_id)(seed=args.seed)
@@ -203,9 +147,7 @@ def load_goals(args: Args) -> tuple[list[str], list[list]]:
 def make_task_env(task: int, seed: int, task_names: list[str], goals: list[list], max_episode_steps: int, render: bool = False):
     """One Meta-World env of task `task`: reward v2, the one-hot task id appended to the observation,
     one of the task's 50 goals drawn at random at every reset (Meta-World's MT protocol)."""
-    if multiprocessing.parent_process() is not None:  # an async worker: the main process handles Ctrl-C and SIGTERM
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    run_utils.ignore_stop_signals_in_workers()
     env = ALL_V3_ENVIRONMENTS[task_names[task]](
         reward_function_version="v2", render_mode="rgb_array" if render else None, camera_name="corner", width=256, height=256
     )
@@ -213,8 +155,7 @@ def make_task_env(task: int, seed: int, task_names: list[str], goals: list[list]
     env = gym.wrappers.TimeLimit(env, max_episode_steps)
     env = AutoTerminateOnSuccessWrapper(env)
     env.toggle_terminate_on_success(False)  # training episodes never end early; evaluation turns it on
-    # the one-hot task id appended, as Meta-World's OneHotWrapper does, with the space's bounds in float32 like the
-    # space (OneHotWrapper's float64 bounds make gymnasium warn at every env built)
+    # the one-hot task id appended as Meta-World's OneHotWrapper does, with float32 bounds (its float64 ones make gymnasium warn)
     one_hot, space = np.eye(len(task_names))[task], env.observation_space
     space = gym.spaces.Box(np.append(space.low, 0 * one_hot).astype(np.float32), np.append(space.high, 0 * one_hot + 1).astype(np.float32))
     env = gym.wrappers.TransformObservation(env, lambda obs: np.concatenate([obs, one_hot]), space)
@@ -224,29 +165,11 @@ def make_task_env(task: int, seed: int, task_names: list[str], goals: list[list]
     return env
 
 
-class EnvPool:
-    """Meta-World env instances by task, built on first use and then reused: a build costs ~0.1 s and
-    ~20 MB, so slots that switch tasks between rounds take a free instance instead of building one."""
-
-    def __init__(self, build, seed: tuple[int, ...]):
-        self.build, self.seed, self.free, self.built = build, seed, {}, 0
-
-    def take(self, task: int):
-        if self.free.get(task):
-            return self.free[task].pop()
-        self.built += 1
-        return self.build(task, int(np.random.SeedSequence((*self.seed, self.built)).generate_state(1)[0]))
-
-    def give(self, task: int, env):
-        self.free.setdefault(task, []).append(env)
-
-
 class TaskSlot(gym.Env):
-    """One env slot: it plays one episode at a time of the task and goal that the script gives it at
-    reset (`reset(options={"tasks": ..., "goals": ...})`, one entry per slot). All slots reset
-    together, a "round", because Meta-World training episodes never end early."""
+    """One env slot: it plays the task and goal that the script gives it at reset (`options={"tasks": ..., "goals":
+    ...}`, one entry per slot). All slots reset together, a round: Meta-World training episodes never end early."""
 
-    def __init__(self, slot: int, pool: EnvPool, observation_space, action_space):
+    def __init__(self, slot: int, pool: run_utils.EnvPool, observation_space, action_space):
         self.slot, self.pool, self.task, self.env = slot, pool, None, None
         self.observation_space, self.action_space = observation_space, action_space
 
@@ -270,47 +193,38 @@ class TaskSlot(gym.Env):
 
 
 def make_envs(args: Args, task_names: list[str], goals: list[list]):
-    """The training slots (autoreset off: the script starts each round itself, so the true last
-    observation of an episode is what step() returns) and one evaluation env per task."""
+    """The training slots (autoreset off: the loop starts each round, and step() returns an episode's true last
+    observation) and the evaluation envs, `eval_envs_per_task` per task."""
     build = partial(make_task_env, task_names=task_names, goals=goals, max_episode_steps=args.max_episode_steps)
     probe = build(0, args.seed)
-    obs_space = gym.spaces.Box(-np.inf, np.inf, probe.observation_space.shape, np.float64)
-    act_space = probe.action_space
+    obs_space, act_space = gym.spaces.Box(-np.inf, np.inf, probe.observation_space.shape, np.float64), probe.action_space
     probe.close()
     vector_env = gym.vector.SyncVectorEnv if args.vector_strategy == "sync" else gym.vector.AsyncVectorEnv
     # sync: one pool shared by all slots; async: each slot's process keeps its own pool
-    pools = [EnvPool(build, (args.seed, 0))] * args.num_envs
-    if args.vector_strategy == "async":
-        pools = [EnvPool(build, (args.seed, slot)) for slot in range(args.num_envs)]
-    envs = vector_env(
-        [partial(TaskSlot, slot, pools[slot], obs_space, act_space) for slot in range(args.num_envs)],
-        autoreset_mode=gym.vector.AutoresetMode.DISABLED,
-    )
+    pool = run_utils.EnvPool(build, (args.seed, 0))
+    pools = [run_utils.EnvPool(build, (args.seed, slot)) if args.vector_strategy == "async" else pool for slot in range(args.num_envs)]
+    slots = [partial(TaskSlot, slot, pools[slot], obs_space, act_space) for slot in range(args.num_envs)]
+    envs = vector_env(slots, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
     # the first eval env of each task seeded as Meta-World/custom-mt-envs seeds its envs; same-step autoreset as it has
-    eval_seed = lambda task, copy: args.seed + task if copy == 0 else int(np.random.SeedSequence((args.seed, task, copy)).generate_state(1)[0])  # noqa: E731
-    eval_envs = vector_env(
-        [partial(build, task, eval_seed(task, copy)) for task in range(len(task_names)) for copy in range(args.eval_envs_per_task)],
-        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
-    )
+    seed = lambda task, copy: args.seed + task if copy == 0 else int(np.random.SeedSequence((args.seed, task, copy)).generate_state(1)[0])  # noqa: E731
+    evaluators = [partial(build, task, seed(task, copy)) for task in range(len(task_names)) for copy in range(args.eval_envs_per_task)]
+    eval_envs = vector_env(evaluators, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     return envs, eval_envs
 
 
-# ---------------------------------------------------------------------------------------------
-# Agent: multi-head PPO
-# ---------------------------------------------------------------------------------------------
+# ---- Agent: multi-head PPO ----
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
 
 class MultiHeadMLP(nn.Module):
-    """`ensemble` MLPs evaluated as one chain of batched matmuls: a shared ReLU torso and one output
-    head per task. All heads are one matmul; each sample's own head is then picked by its task id."""
+    """`ensemble` MLPs evaluated as one chain of batched matmuls: a shared ReLU torso and one output head per
+    task. All heads are one matmul, then each sample's own head is picked by its task id."""
 
     def __init__(self, in_dim: int, hidden_dims, out_dim: int, num_tasks: int, ensemble: int = 1, head_scale: float = 1e-3):
         super().__init__()
         dims = [in_dim, *hidden_dims, num_tasks * out_dim]
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
-        # as the authors build their networks: He-uniform torso weights (bound sqrt(6 / fan_in)) with zero
-        # biases, and small heads, weights and biases uniform in +-head_scale
+        # as the authors build them: He-uniform torso weights, zero torso biases, heads uniform in +-head_scale
         for layer, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
             torso = layer < len(hidden_dims)
             bound = math.sqrt(6 / fan_in) if torso else head_scale
@@ -369,25 +283,10 @@ class Agent(nn.Module):
         return action.clamp(-1, 1).cpu().numpy()
 
 
-class EvalAgent:
-    """The agent interface of Meta-World's evaluation: deterministic actions, nothing to reset."""
-
-    def __init__(self, agent: Agent):
-        self.agent = agent
-
-    def eval_action(self, obs: np.ndarray) -> np.ndarray:
-        return self.agent.act(obs, deterministic=True)
-
-    def reset(self, env_mask: np.ndarray):
-        pass
-
-
-def evaluation(agent: EvalAgent, eval_envs, num_episodes: int, envs_per_task: int) -> tuple[np.ndarray, list[list[float]]]:
-    """Meta-World's MT evaluation, as metaworld.evaluation.evaluation runs it: deterministic episodes that end
-    at success or at the step limit, one batched policy call per step over all eval envs; per task, the
-    success rate and the returns of `num_episodes` episodes. The eval envs are task by task, `envs_per_task`
-    each, and a task's episodes are shared out between its envs, each playing its own share one after
-    another (counting whichever episodes finish first would favour the short, successful ones)."""
+def evaluation(policy, eval_envs, num_episodes: int, envs_per_task: int) -> tuple[np.ndarray, list[list[float]]]:
+    """Meta-World's MT evaluation: `num_episodes` episodes per task of `policy` (observations to actions), each to
+    success or the step limit; per task, the success rate and the returns. A task's `envs_per_task` eval envs each
+    play their own share of its episodes (the episodes that finish first would favour the short, successful ones)."""
     num_envs = eval_envs.num_envs
     task = np.arange(num_envs) // envs_per_task
     share = num_episodes // envs_per_task + (np.arange(num_envs) % envs_per_task < num_episodes % envs_per_task)
@@ -396,7 +295,7 @@ def evaluation(agent: EvalAgent, eval_envs, num_episodes: int, envs_per_task: in
     played = np.zeros(num_envs, dtype=np.int64)
     successes, returns = np.zeros(num_envs // envs_per_task), [[] for _ in range(num_envs // envs_per_task)]
     while (played < share).any():
-        obs, _, terminations, truncations, infos = eval_envs.step(agent.eval_action(obs))
+        obs, _, terminations, truncations, infos = eval_envs.step(policy(obs))
         counted = (terminations | truncations) & (played < share)
         for i in np.flatnonzero(counted):
             returns[task[i]].append(float(infos["final_info"]["episode"]["r"][i]))
@@ -432,94 +331,69 @@ def normalize_per_task(adv: torch.Tensor, task: torch.Tensor, num_tasks: int) ->
 
 
 # ---- LP ----
-# Learning progress: favour the tasks whose window-mean training return R_i moved most since the
-# last window, progress_i = |R_i(t) - R_i(t-1)| / (max_j |R_j(t) - R_j(t-1)| + 0.01), through
-# the same mirror update and floor as DRATS; tasks solved in training are pinned to the floor.
+# Learning progress: favour the tasks whose window-mean training return R_i moved most since the last window,
+# progress_i = |R_i(t) - R_i(t-1)| / (max_j |R_j(t) - R_j(t-1)| + 0.01), through DRATS's mirror update and floor;
+# tasks solved in training are pinned to the floor.
 def project_floor(z: np.ndarray, eps: float) -> np.ndarray:
-    """KL projection of the distribution z onto {q : q_i >= eps, sum(q) = 1}, i.e. q_i = max(eps, c z_i).
-    Clamp every entry below eps to eps and rescale the free ones to the mass left; repeat, because
-    the rescale lowers the free entries and may push another below eps. eps * K >= 1: uniform."""
+    """KL projection of z onto {q >= eps, sum q = 1}: q_i = max(eps, c z_i), found by clamping until none is below."""
     if eps * len(z) >= 1:
         return np.full(len(z), 1 / len(z))
     clamped = np.zeros(len(z), dtype=bool)
-    while True:
+    while True:  # the rescale of the free entries to the mass left may push another below eps
         q = np.where(clamped, eps, (1 - eps * clamped.sum()) * z / z[~clamped].sum())
-        below = ~clamped & (q < eps)
-        if not below.any():
+        if not (~clamped & (q < eps)).any():
             return q
-        clamped |= below
+        clamped |= q < eps
 
 
 def lp_update(q: np.ndarray, progress: np.ndarray, solved: np.ndarray, eta: float, step_size: float, eps: float):
-    """One LP step (p0 uniform), DRATS's with the progress signal in place of the gap:
-        alpha = step_size / eta
-        log q' = (1 - alpha) log q + alpha log p0 + step_size * progress,   q' = softmax, then project_floor
-    then the solved tasks are pinned: their probability is set to 0 and project_floor runs again, which
-    puts them at exactly eps. With every task solved, q is uniform."""
-    alpha = step_size / eta
-    logits = (1 - alpha) * np.log(q) + alpha * np.log(1 / len(q)) + step_size * progress
+    """One LP step, DRATS's with the progress in place of the gap; then the solved tasks are pinned: set to 0 and
+    projected again, which puts them at exactly eps (every task solved: uniform)."""
+    a = step_size / eta
+    logits = (1 - a) * np.log(q) + a * np.log(1 / len(q)) + step_size * progress
     z = np.exp(logits - logits.max())
     q = project_floor(z / z.sum(), eps)
-    if solved.all():
-        return np.full(len(q), 1 / len(q))
-    return project_floor(np.where(solved, 0.0, q), eps)
+    return np.full(len(q), 1 / len(q)) if solved.all() else project_floor(np.where(solved, 0.0, q), eps)
 
 
 class LPSampler:
-    """The sampler's state. observe() takes finished training episodes; update(), once per window,
-    turns the change of the window's mean returns into progress and a new q."""
+    """observe() takes finished training episodes; update(), once per window, turns the change of their mean returns
+    into progress and q."""
 
-    def __init__(self, num_tasks: int, eta: float, step_size: float, eps: float, solved_threshold: float,
-                 success_window: int):  # fmt: skip
+    def __init__(self, num_tasks, eta, step_size, eps, solved_threshold, success_window):
         self.eta, self.step_size, self.eps, self.solved_threshold = eta, step_size, eps, solved_threshold
         self.q = np.full(num_tasks, 1 / num_tasks)
-        # R_i(t-1). As for DRATS's gap, a task with no episode in a window has return 0, and so
-        # does every task before the first window.
-        self.last_return = np.zeros(num_tasks)
-        self.recent_success = np.zeros((num_tasks, success_window))  # a ring of recent successes per task
-        self.recent_count = np.zeros(num_tasks, dtype=np.int64)
-        self.window_return = np.zeros(num_tasks)
-        self.window_episodes = np.zeros(num_tasks, dtype=np.int64)
+        self.last_return = np.zeros(num_tasks)  # R(t-1); 0 before the first window, as for a task not played in one
+        self.successes, self.episodes = np.zeros((num_tasks, success_window)), np.zeros(num_tasks, dtype=np.int64)
+        self.window_return, self.window_episodes = np.zeros(num_tasks), np.zeros(num_tasks, dtype=np.int64)
 
     def observe(self, tasks: np.ndarray, returns: np.ndarray, successes: np.ndarray):
-        for task, ret, success in zip(tasks, returns, successes):
-            self.recent_success[task, self.recent_count[task] % self.recent_success.shape[1]] = success
-            self.recent_count[task] += 1
-            self.window_return[task] += ret
-            self.window_episodes[task] += 1
+        np.add.at(self.window_return, tasks, returns)
+        np.add.at(self.window_episodes, tasks, 1)
+        for task, success in zip(tasks, successes):  # each task's last successes, a ring
+            self.successes[task, self.episodes[task] % self.successes.shape[1]] = success
+            self.episodes[task] += 1
 
     def update(self):
-        """Returns the progress that the update used, R(t-1), and the window's mean returns and counts."""
-        episodes = self.window_episodes.copy()
-        mean_return = self.window_return / np.maximum(episodes, 1)
+        """Returns the progress, R(t-1), and the window's mean returns and episodes."""
+        mean_return, episodes = self.window_return / np.maximum(self.window_episodes, 1), self.window_episodes.copy()
         change = np.abs(mean_return - self.last_return)
         progress = change / (change.max() + 0.01)
-        # solved in training, now: a full window of the task's last `success_window` episodes whose success
-        # rate is above the threshold (a window not yet full never counts)
-        full = self.recent_count >= self.recent_success.shape[1]
-        solved = full & (self.recent_success.mean(1) > self.solved_threshold)
+        # solved in training, now: a full window of the task's last episodes whose success rate is above the threshold
+        solved = (self.episodes >= self.successes.shape[1]) & (self.successes.mean(1) > self.solved_threshold)
         self.q = lp_update(self.q, progress, solved, self.eta, self.step_size, self.eps)
         previous, self.last_return = self.last_return, mean_return
-        self.window_return[:] = 0
-        self.window_episodes[:] = 0
+        self.window_return[:], self.window_episodes[:] = 0, 0
         return progress, previous, mean_return, episodes
 
 
 # ---- end LP ----
 if __name__ == "__main__":
-    args = parse_args(Args, resolve_args, CAN_CHANGE_ON_RESUME)
+    args = run_utils.parse_args(Args, resolve_args)
     run_dir = args.resume or os.path.join("runs", args.run_name)
-    state = load_checkpoint(run_dir, CHECKPOINT_FORMAT) if args.resume else None
-    rollout_size = args.num_envs * args.num_steps
-    num_iterations = args.total_timesteps // rollout_size
-    if state and state["loop"][0] >= num_iterations:
-        fail(f"--resume: {run_dir} is complete at {state['loop'][0] * rollout_size} env steps; pass a larger --total-timesteps")
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    rng = np.random.default_rng(args.seed)
+    rollout_size, num_iterations = args.num_envs * args.num_steps, args.total_timesteps // (args.num_envs * args.num_steps)
+    state = run_utils.load_checkpoint(run_dir, rollout_size, args.total_timesteps) if args.resume else None
+    device, rng = run_utils.seed_everything(args)
 
     print(f"building the goals and envs of {'--tasks' if args.tasks else args.env_id} ...")
     task_names, goals = load_goals(args)
@@ -531,7 +405,8 @@ if __name__ == "__main__":
     # the actor and the critic each have their own optimizer and gradient clip, as in the authors' learner
     actor_optimizer = torch.optim.Adam(agent.actor.parameters(), lr=args.learning_rate, eps=args.adam_eps)
     critic_optimizer = torch.optim.Adam(agent.critic.parameters(), lr=args.learning_rate, eps=args.adam_eps)
-    check_output_location(run_dir, 10**8)
+    run_utils.check_output_location(run_dir)
+    parts = {"agent": agent, "actor_optimizer": actor_optimizer, "critic_optimizer": critic_optimizer}  # checkpointed
 
     # the rollout, on the training device; rounds = episodes per slot in a rollout
     rounds = args.num_steps // args.max_episode_steps
@@ -585,85 +460,27 @@ if __name__ == "__main__":
         explained_variance = 1 - (b_returns - b_values).var() / b_returns.var().clamp_min(1e-8)
         return sums, explained_variance, epoch + 1 - stopped
 
-    # ---- outputs: config.json, CSV files, TensorBoard (and wandb) ----
     resume_step = state["loop"][0] * rollout_size if state else None  # global step of the checkpoint
-    writer, wandb_id = start_outputs(args, run_dir, task_names, device, __file__, resume_step, state["wandb_id"] if state else None)
-    eval_file, eval_csv = open_csv(
-        os.path.join(run_dir, "eval.csv"), ["global_step", "task", "success_rate", "mean_return"], resume_step
-    )
-    episodes_file, episodes_csv = open_csv(
-        os.path.join(run_dir, "episodes.csv"), ["global_step", "task", "episodic_return", "success"], resume_step
-    )
-    video_envs = []
-    if args.capture_video:
-        video_envs = [make_task_env(t, args.seed + 20_000 + t, task_names, goals, args.max_episode_steps, True) for t in range(num_tasks)]
+    log = run_utils.RunLog(args, run_dir, task_names, device, __file__, resume_step, state and state["wandb_id"])
+    log.video_envs = [make_task_env(t, args.seed + 20_000 + t, task_names, goals, args.max_episode_steps, True)
+                      for t in range(num_tasks) if args.capture_video]  # fmt: skip
     # ---- LP ----
-    sampler = LPSampler(
-        num_tasks, args.lp_eta, args.lp_step_size, args.lp_eps, args.lp_solved_threshold, args.lp_success_window
-    )
-    # the same header as drats_sac.py: `gap` holds the progress signal, `target` the previous window's return
-    last_sampler_update = 0  # vector step
-    if state:  # resuming: the sampler goes on from its checkpoint
-        sampler, last_sampler_update = state["sampler"]
-    sampler_file, sampler_csv = open_csv(
-        os.path.join(run_dir, "sampler.csv"),
-        ["global_step", "task", "prob", "gap", "target", "window_return", "window_episodes"],
-        resume_step,
-    )
+    sampler = LPSampler(num_tasks, args.lp_eta, args.lp_step_size, args.lp_eps, args.lp_solved_threshold, args.lp_success_window)
+    parts.update(sampler=sampler)  # its arrays, checkpointed
+    # drats_sac.py's header: `gap` holds the progress, `target` the previous window's return
+    sampler_csv = log.csv("sampler.csv", ["global_step", "task", "prob", "gap", "target", "window_return", "window_episodes"])
     if not state:
         sampler_csv.writerows([0, name, sampler.q[t], "", "", "", 0] for t, name in enumerate(task_names))
     # ---- end LP ----
 
-    def evaluate(global_step: int) -> float:
-        success_rates, task_returns = evaluation(EvalAgent(agent), eval_envs, args.eval_episodes, args.eval_envs_per_task)
-        mean_success = float(np.mean(success_rates))
-        success, returns = dict(zip(task_names, success_rates.tolist())), dict(zip(task_names, task_returns))
-        for name in task_names:
-            eval_csv.writerow([global_step, name, success[name], float(np.mean(returns[name]))])
-            writer.add_scalar(f"eval/success_rate/{name}", success[name], global_step)
-            writer.add_scalar(f"eval/mean_return/{name}", np.mean(returns[name]), global_step)
-        eval_file.flush()
-        writer.add_scalar("eval/mean_success_rate", mean_success, global_step)
-        writer.add_scalar("eval/mean_return", np.mean([np.mean(r) for r in returns.values()]), global_step)
-        writer.add_scalar("charts/worst_task_success_rate", min(success.values()), global_step)
-        if args.capture_video:
-            write_videos(agent, video_envs, task_names, run_dir, global_step, args.track)
-        return mean_success
-
-    # ---- checkpoints: taken between rollouts, where no env is inside an episode ----
-    checkpoint_path = os.path.join(run_dir, "checkpoint.pt")
-
-    def save_checkpoint(iteration: int):
-        """Everything the run needs to go on as if it had never stopped."""
-        checkpoint = {
-            "loop": (iteration, round_index, last_success, env_steps_per_task),
-            "format": CHECKPOINT_FORMAT,
-            "wandb_id": wandb_id,
-            "agent": agent.state_dict(),
-            "optimizers": [actor_optimizer.state_dict(), critic_optimizer.state_dict()],
-            "rng": random_states(rng, device),
-            "eval_env_rng": list(eval_envs.get_attr("np_random")),  # the goals of the next evaluations
-        }
-        checkpoint["sampler"] = (sampler, last_sampler_update)  # LP
-        save_checkpoint_file(checkpoint, checkpoint_path)
-
-    def check_finite(values: torch.Tensor, global_step: int):
-        """A non-finite loss (from non-finite parameters or not) stops the run before it writes a checkpoint."""
-        if not torch.isfinite(values).all():
-            names = [n for n, v in zip(["pg_loss", "v_loss", "entropy", "approx_kl"], values.tolist()) if not math.isfinite(v)]
-            kept = f"the last good checkpoint, {checkpoint_path}, is kept" if os.path.exists(checkpoint_path) else "no checkpoint yet"
-            progress.close()
-            fail(f"non-finite {', '.join(names)} at global step {global_step}; {kept}")
+    def checkpoint(iteration: int):  # taken between rollouts, where no env is inside an episode
+        loop = (iteration, round_index, last_success, env_steps_per_task)
+        run_utils.save_checkpoint(f"{run_dir}/checkpoint.pt", loop, parts, rng, device, eval_envs, log)
 
     if state:  # resuming: everything as it was at the checkpoint
-        agent.load_state_dict(state["agent"])
-        actor_optimizer.load_state_dict(state["optimizers"][0])
-        critic_optimizer.load_state_dict(state["optimizers"][1])
-        restore_random_states(state["rng"], rng, device)
-        eval_envs.set_attr("np_random", state["eval_env_rng"])
+        run_utils.restore_checkpoint(state, parts, rng, device, eval_envs)
         print(f"resuming {run_dir} from its checkpoint at global step {resume_step}")
-
-    stop = stop_on_signals("rollout")  # SIGTERM or Ctrl-C: the signal, once one has come
+    stop = run_utils.stop_on_signals("rollout")  # SIGTERM or Ctrl-C: the signal, once one has come
     print(f"{run_dir}: {num_tasks} tasks ({', '.join(task_names)}), {args.num_envs} env slots, device {device}")
 
     # ---- training loop: a rollout of whole episodes from every slot, then the PPO update ----
@@ -672,15 +489,12 @@ if __name__ == "__main__":
     )
     next_eval = (start_iteration * rollout_size // args.eval_interval + 1) * args.eval_interval
     next_checkpoint = (start_iteration * rollout_size // args.checkpoint_interval + 1) * args.checkpoint_interval
-    episode_return = np.zeros(args.num_envs)
-    episode_success = np.zeros(args.num_envs, dtype=bool)
-    start_time = time.time()
-    progress = tqdm(
-        initial=start_iteration * rollout_size, total=num_iterations * rollout_size, unit="step", unit_scale=True, dynamic_ncols=True
-    )
+    episode_return, episode_success = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=bool)
+    losses = ["pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac", "explained_variance"]
+    progress = run_utils.Progress(log, start_iteration * rollout_size, num_iterations * rollout_size)
     for iteration in range(start_iteration, num_iterations):
         if stop or iteration * rollout_size >= next_checkpoint:
-            save_checkpoint(iteration)
+            checkpoint(iteration)
             next_checkpoint = (iteration * rollout_size // args.checkpoint_interval + 1) * args.checkpoint_interval
         if stop:
             break
@@ -690,7 +504,7 @@ if __name__ == "__main__":
                 # task allocation: every task gets the same number of env steps (slot j runs task j when
                 # num-envs = K; otherwise the slots rotate through the tasks round by round)
                 slot_tasks = (np.arange(args.num_envs) + round_index * args.num_envs) % num_tasks
-                slot_tasks = rng.choice(num_tasks, size=args.num_envs, p=sampler.q)  # LP
+                slot_tasks = rng.choice(num_tasks, size=args.num_envs, p=sampler.q)  # LP: slots draw their tasks from q
                 obs, _ = envs.reset(options={"tasks": slot_tasks, "goals": rng.integers(len(goals[0]), size=args.num_envs)})
                 slot_task_ids = torch.as_tensor(slot_tasks, device=device)
                 obs = torch.as_tensor(obs, dtype=torch.float32, device=device)
@@ -705,58 +519,35 @@ if __name__ == "__main__":
             obs = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
 
             if truncations.any() or terminations.any():  # every slot ends its episode together: the round is over
+                round_index += 1
                 # Truncation at the episode limit is not a terminal state: the advantages bootstrap
                 # from the value of the true last observation (autoreset is off, so obs is that).
                 with torch.no_grad():
-                    last_values[t // args.max_episode_steps] = agent.value(obs, slot_task_ids) * torch.as_tensor(
-                        1.0 - terminations, dtype=torch.float32, device=device
-                    )
-                for slot, task in enumerate(slot_tasks):
-                    episodes_csv.writerow([global_step, task_names[task], float(episode_return[slot]), int(episode_success[slot])])
-                episodes_file.flush()
-                played = np.unique(slot_tasks)
-                count = np.bincount(slot_tasks, minlength=num_tasks)
-                mean_return = np.bincount(slot_tasks, episode_return, num_tasks)[played] / count[played]
-                mean_success = np.bincount(slot_tasks, episode_success, num_tasks)[played] / count[played]
-                env_steps_per_task += count * args.max_episode_steps
-                for i, task in enumerate(played):
-                    writer.add_scalar(f"charts/episodic_return/{task_names[task]}", mean_return[i], global_step)
-                    writer.add_scalar(f"charts/success/{task_names[task]}", mean_success[i], global_step)
-                for task, name in enumerate(task_names):
-                    writer.add_scalar(f"charts/env_steps/{name}", env_steps_per_task[task], global_step)
+                    not_done = torch.as_tensor(1.0 - terminations, dtype=torch.float32, device=device)
+                    last_values[t // args.max_episode_steps] = agent.value(obs, slot_task_ids) * not_done
+                log.episodes(global_step, slot_tasks, episode_return, episode_success)
                 sampler.observe(slot_tasks, episode_return, episode_success)  # LP
-                episode_return[:] = 0
-                episode_success[:] = False
-                round_index += 1
+                env_steps_per_task += np.bincount(slot_tasks, minlength=num_tasks) * args.max_episode_steps
+                log.per_task({"env_steps": env_steps_per_task}, global_step)
+                episode_return[:], episode_success[:] = 0, False
             if step % 100 == 0:
                 progress.update(global_step - progress.n)
+        if (iteration + 1) % math.ceil(args.lp_window / args.num_steps) == 0:  # LP: q changes between rollouts
+            progress_signal, previous, window_return, window_episodes = sampler.update()  # LP
+            rows = zip(task_names, sampler.q, progress_signal, previous, window_return, window_episodes)  # LP
+            sampler_csv.writerows([global_step, *row] for row in rows)  # LP
+            log.per_task({"task_prob": sampler.q, "progress": progress_signal}, global_step)  # LP
 
-        # ---- LP ----
-        # q changes between rollouts only, at the end of the first rollout after each window
-        # (the window is one rollout unless --lp-window says otherwise)
-        if step + 1 - last_sampler_update >= args.lp_window:
-            last_sampler_update = step + 1
-            progress_signal, previous, window_return, window_episodes = sampler.update()
-            for task, name in enumerate(task_names):
-                row = [sampler.q[task], progress_signal[task], previous[task], window_return[task], window_episodes[task]]
-                sampler_csv.writerow([global_step, name, *row])
-                writer.add_scalar(f"charts/task_prob/{name}", sampler.q[task], global_step)
-                writer.add_scalar(f"charts/progress/{name}", progress_signal[task], global_step)
-            sampler_file.flush()
-        # ---- end LP ----
         sums, explained_variance, epochs = ppo_update()
-        logs = torch.cat([sums[:5] / sums[5].clamp_min(1), explained_variance[None]]).tolist()  # one sync per rollout
-        check_finite(torch.tensor(logs[:4]), global_step)
-        for name, value in zip(["pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac", "explained_variance"], logs):
-            writer.add_scalar(f"losses/{name}", value, global_step)
-        writer.add_scalar("losses/epochs", epochs, global_step)
-        sps = int((global_step - start_iteration * rollout_size) / (time.time() - start_time))
-        writer.add_scalar("charts/SPS", sps, global_step)
-        if global_step >= next_eval or iteration == num_iterations - 1:
-            last_success = evaluate(global_step)
-            next_eval = (global_step // args.eval_interval + 1) * args.eval_interval
+        logs = torch.cat([sums[:5] / sums[5].clamp_min(1), explained_variance[None]])
+        run_utils.check_finite(logs[:4], losses[:4], global_step, run_dir, progress)
+        log.scalars("losses", {**dict(zip(losses, logs.tolist())), "epochs": epochs}, global_step)  # one sync per rollout
         progress.update(global_step - progress.n)
-        progress.set_postfix(SPS=sps, eval_success=f"{last_success:.2f}", epochs=epochs)
+        progress.show(global_step, eval_success=f"{last_success:.2f}", epochs=epochs)
+        if global_step >= next_eval or iteration == num_iterations - 1:
+            results = evaluation(partial(agent.act, deterministic=True), eval_envs, args.eval_episodes, args.eval_envs_per_task)
+            last_success = log.evaluation(global_step, *results, policy=agent)
+            next_eval = (global_step // args.eval_interval + 1) * args.eval_interval
     else:  # every step ran: a stop asked for during the last rollout finds the run complete, with nothing to resume
         stop.clear()
 
@@ -764,19 +555,10 @@ if __name__ == "__main__":
     if stop:
         print(f"checkpoint at global step {iteration * rollout_size}; resume with: python {sys.argv[0]} --resume {run_dir}")
     else:
-        save_checkpoint(num_iterations)  # a larger --total-timesteps can go on from here
+        checkpoint(num_iterations)  # a larger --total-timesteps can go on from here
         print(f"final mean eval success rate {last_success:.3f}; outputs in {run_dir}")
     envs.close()
     eval_envs.close()
-    for env in video_envs:
-        env.close()
-    eval_file.close()
-    episodes_file.close()
-    sampler_file.close()  # LP
-    writer.close()
-    if args.track:
-        import wandb
-
-        wandb.finish()
+    log.close()
     if stop:
         sys.exit(128 + stop["signal"])  # non-zero, so that a scheduler requeues a preempted job

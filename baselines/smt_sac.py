@@ -1,40 +1,27 @@
-# Multi-task SAC on Meta-World (MT10 / MT25 / MT50) with SMT, Scheduled Multi-Task training ("Hard
-# tasks first", Cho et al., ICML 2024), a baseline of the DRATS paper (arXiv 2605.14350): a small
-# active set of the hardest unsolved tasks gets the data until they are solved or judged unsolvable.
-# This is uniform_sac.py plus the blocks marked SMT, so `diff uniform_sac.py baselines/smt_sac.py`
-# shows the sampler and nothing else.
-import ctypes.util
+# Multi-task SAC on Meta-World (MT10 / MT25 / MT50) in the CleanRL manner: a multi-head actor and twin critics, a
+# replay buffer per task. `diff uniform_sac.py drats_sac.py` shows the DRATS task sampler and nothing else.
+# Task allocation here: SMT, Scheduled Multi-Task training ("Hard tasks first", Cho et al., ICML 2024), a baseline of
+# the DRATS paper (arXiv 2605.14350): a small active set of the hardest unsolved tasks gets the data until they are
+# solved or judged unsolvable. `diff uniform_sac.py baselines/smt_sac.py` shows the sampler and nothing else.
 import dataclasses  # SMT
 import math
-import multiprocessing
 import os
-import random
-import signal
 import sys
-import time
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
-# headless rendering for --capture-video, set before mujoco loads: EGL, or rendering off where no EGL library
-# is installed (as on many GPU nodes), so that mujoco still loads
-os.environ.setdefault("MUJOCO_GL", "egl" if ctypes.util.find_library("EGL") else "disable")
-
-import gymnasium as gym
-import metaworld
-import numpy as np
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-from metaworld.env_dict import ALL_V3_ENVIRONMENTS
-from metaworld.wrappers import AutoTerminateOnSuccessWrapper, RandomTaskSelectWrapper
-from tqdm import tqdm
-
 sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))  # for baselines/: run_utils.py is one folder up
-from run_utils import (  # noqa: E402
-    CapturedStep, check_output_location, fail, keep_freed_memory, load_checkpoint, open_csv, parse_args,
-    random_states, restore_random_states, save_checkpoint_file, start_outputs, stop_on_signals, write_videos,
-)
+import run_utils  # noqa: E402  (first: it sets MUJOCO_GL before mujoco loads)
+
+import gymnasium as gym  # noqa: E402
+import metaworld  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from metaworld.env_dict import ALL_V3_ENVIRONMENTS  # noqa: E402
+from metaworld.wrappers import AutoTerminateOnSuccessWrapper, RandomTaskSelectWrapper  # noqa: E402
 
 
 @dataclass
@@ -129,98 +116,55 @@ class Args:
     smt_eps: float | None = None
     """probability floor of every task in stage 1 (unset: 1 / (4 x number of tasks), 1/40 on MT10)"""
     smt_window: int = 10_000
-    """env steps per slot between two scheduling decisions"""
+    """env steps per slot between two scheduling decisions (whole episodes: rounded up to a multiple of max-episode-steps)"""
     # ---- end SMT ----
 
 
 def resolve_args(args: Args, resuming: bool = False) -> Args:
-    """Fill the defaults that scale with the number of tasks and reject bad input."""
-    unknown = [name for name in args.tasks if name not in ALL_V3_ENVIRONMENTS]
-    if unknown:
-        fail(f"--tasks: unknown task {', '.join(unknown)}; allowed: {' '.join(ALL_V3_ENVIRONMENTS)}")
-    if len(set(args.tasks)) != len(args.tasks):
-        fail("--tasks: a task is listed twice")
-    k = len(args.tasks) or int(args.env_id[2:])
+    """Check each argument's domain, fill the defaults that scale with the number of tasks K, check them together."""
+    k = run_utils.check_common(args, resuming)
     args.total_timesteps = 2_000_000 * k if args.total_timesteps is None else args.total_timesteps
     args.num_envs = k if args.num_envs is None else args.num_envs
     args.batch_size = 128 * k if args.batch_size is None else args.batch_size
     args.buffer_size = 100_000 * k if args.buffer_size is None else args.buffer_size
     args.learning_starts = 4_000 * args.num_envs if args.learning_starts is None else args.learning_starts
     args.target_entropy = -4.0 if args.target_entropy is None else args.target_entropy
-    prefix = "--tasks" if args.tasks else "--env-id"
-    if not 1 <= args.max_episode_steps <= 500:
-        fail(f"--max-episode-steps must be between 1 and 500 (Meta-World's limit), got {args.max_episode_steps}")
-    if args.num_envs < 1:
-        fail(f"--num-envs must be at least 1, got {args.num_envs}")
-    if args.batch_size < k or args.batch_size % k:
-        fail(f"--batch-size must be a positive multiple of the number of tasks ({k} for {prefix}), got {args.batch_size}")
+    args.checkpoint_interval = args.eval_interval if args.checkpoint_interval is None else args.checkpoint_interval
+    if args.batch_size % k:
+        run_utils.fail(f"--batch-size must be a multiple of the number of tasks ({k}), got {args.batch_size}")
     if args.buffer_size // k < args.num_envs:
-        fail(f"--buffer-size must hold at least num-envs ({args.num_envs}) transitions per task, got {args.buffer_size}")
+        run_utils.fail(f"--buffer-size must hold at least num-envs ({args.num_envs}) transitions per task, got {args.buffer_size}")
     # every task must have data in its buffer before the first gradient step
     warmup = math.ceil(k / args.num_envs) * args.num_envs * args.max_episode_steps
     if args.learning_starts < warmup:
-        fail(f"--learning-starts must cover one episode of every task (>= {warmup} env steps here), got {args.learning_starts}")
+        run_utils.fail(f"--learning-starts must cover one episode of every task (>= {warmup} env steps here), got {args.learning_starts}")
     if args.total_timesteps < args.num_envs:
-        fail(f"--total-timesteps must be at least num-envs ({args.num_envs}), got {args.total_timesteps}")
-    if args.eval_interval < 1 or args.eval_episodes < 1:
-        fail("--eval-interval and --eval-episodes must be at least 1")
-    if not 1 <= args.eval_envs_per_task <= args.eval_episodes:
-        fail(f"--eval-envs-per-task must be between 1 and --eval-episodes ({args.eval_episodes}), got {args.eval_envs_per_task}")
-    args.checkpoint_interval = args.eval_interval if args.checkpoint_interval is None else args.checkpoint_interval
-    if args.checkpoint_interval < 1:
-        fail(f"--checkpoint-interval must be at least 1, got {args.checkpoint_interval}")
-    if args.capture_video and os.environ["MUJOCO_GL"].lower() in ("disable", "disabled", "off", "false", "0"):
-        fail("--capture-video: no OpenGL library to render with (install libEGL, e.g. apt install libegl1, or set MUJOCO_GL=osmesa)")
-    if args.cudagraphs and not (args.cuda and torch.cuda.is_available()):
-        fail("--cudagraphs needs a CUDA device (and --cuda); on a CPU, --bf16 is the fast path")
-    if args.bf16 and not (args.cuda and torch.cuda.is_available()) and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        # torch's CPU bfloat16 matmul needs AVX-512 or AMX; without them it falls back to a plain loop
-        print("warning: --bf16: this CPU has no AVX-512 or AMX, so torch has no fast bfloat16 matmul here and the "
-              "run will be many times slower than fp32; drop --bf16 on this machine", file=sys.stderr)
-    benchmark = f"custom{k}" if args.tasks else args.env_id
-    args.run_name = args.run_name or f"{benchmark}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        run_utils.fail(f"--total-timesteps must be at least num-envs ({args.num_envs}), got {args.total_timesteps}")
     # ---- SMT ----
     args.smt_num_active = min(k, round(1.75 + k / 8)) if args.smt_num_active is None else args.smt_num_active
     args.smt_low_threshold = 4.0 * args.max_episode_steps if args.smt_low_threshold is None else args.smt_low_threshold
     args.smt_eps = 1 / (4 * k) if args.smt_eps is None else args.smt_eps
     names = args.tasks or tuple(getattr(metaworld.env_dict, f"{args.env_id}_V3"))
     if set(args.smt_high_thresholds) - set(names):
-        fail(f"--smt-high-thresholds: {' '.join(sorted(set(args.smt_high_thresholds) - set(names)))} is not a task of this run")
+        run_utils.fail(f"--smt-high-thresholds: {' '.join(sorted(set(args.smt_high_thresholds) - set(names)))} is not a task of this run")
     scale = args.max_episode_steps / 500  # the thresholds are returns of 500-step episodes
     authors = SMT_MT10_HIGH if args.tasks or args.env_id == "MT10" else {}
     args.smt_high_thresholds = {n: args.smt_high_thresholds.get(n, authors.get(n, 4000.0) * scale) for n in names}
-    if not 1 <= args.smt_num_active <= k:
-        fail(f"--smt-num-active must lie in [1, {k}] for {k} tasks, got {args.smt_num_active}")
+    if args.smt_num_active > k:
+        run_utils.fail(f"--smt-num-active must be at most the number of tasks ({k}), got {args.smt_num_active}")
     if args.smt_low_threshold > min(args.smt_high_thresholds.values()):
-        fail(f"--smt-low-threshold must not exceed any high threshold, got {args.smt_low_threshold} > {min(args.smt_high_thresholds.values())}")
-    if args.smt_kappa <= 0 or not 0 <= args.smt_stage1_share <= 1:
-        fail(f"--smt-kappa must be positive and --smt-stage1-share in [0, 1], got {args.smt_kappa} and {args.smt_stage1_share}")
-    if not 0 <= args.smt_eps <= 1 / k:
-        fail(f"--smt-eps must lie in [0, 1/K] = [0, {1 / k:.4g}] for {k} tasks, got {args.smt_eps}")
+        run_utils.fail(f"--smt-low-threshold must not exceed any high threshold, got {args.smt_low_threshold} > {min(args.smt_high_thresholds.values())}")
+    if args.smt_eps > 1 / k:
+        run_utils.fail(f"--smt-eps must be at most 1/K = {1 / k:.4g} for {k} tasks, got {args.smt_eps}")
     if args.smt_window < args.max_episode_steps:
-        fail(f"--smt-window must hold at least one episode ({args.max_episode_steps} steps), got {args.smt_window}")
+        run_utils.fail(f"--smt-window must hold one episode ({args.max_episode_steps} steps), got {args.smt_window}")
     # ---- end SMT ----
-    if not resuming and os.path.exists(os.path.join("runs", args.run_name)):
-        fail(f"--run-name: runs/{args.run_name} already exists; choose another name or --resume it (a run is never overwritten)")
     return args
 
 
-CHECKPOINT_FORMAT = 2  # raised whenever what a checkpoint holds changes: an older checkpoint is refused, not misread
-
-# what a resumed run may change; every other argument must be the one the run started with
-CAN_CHANGE_ON_RESUME = {
-    "total_timesteps", "eval_interval", "eval_episodes", "checkpoint_interval", "checkpoint_buffer", "resume",
-    "cuda", "torch_deterministic", "vector_strategy", "track", "wandb_project_name", "wandb_entity", "capture_video",
-    "bf16", "compile", "cudagraphs",
-}  # fmt: skip
-
-
-# ---------------------------------------------------------------------------------------------
-# Environments
-# ---------------------------------------------------------------------------------------------
+# ---- Environments ----
 def load_goals(args: Args) -> tuple[list[str], list[list]]:
-    """Task names in one-hot order and each task's 50 goals, as Meta-World's MT benchmarks define them.
-    Training and evaluation envs are built from these same goals."""
+    """Task names in one-hot order and each task's 50 goals (for training and evaluation), as Meta-World defines them."""
     if args.tasks:  # as Meta-World/custom-mt-envs does: task i gets its goals from seed + i
         return list(args.tasks), [metaworld.MT1(name, seed=args.seed + i).train_tasks for i, name in enumerate(args.tasks)]
     benchmark = getattr(metaworld, args.env_id)(seed=args.seed)
@@ -231,9 +175,7 @@ def load_goals(args: Args) -> tuple[list[str], list[list]]:
 def make_task_env(task: int, seed: int, task_names: list[str], goals: list[list], max_episode_steps: int, render: bool = False):
     """One Meta-World env of task `task`: reward v2, the one-hot task id appended to the observation,
     one of the task's 50 goals drawn at random at every reset (Meta-World's MT protocol)."""
-    if multiprocessing.parent_process() is not None:  # an async worker: the main process handles Ctrl-C and SIGTERM
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    run_utils.ignore_stop_signals_in_workers()
     env = ALL_V3_ENVIRONMENTS[task_names[task]](
         reward_function_version="v2", render_mode="rgb_array" if render else None, camera_name="corner", width=256, height=256
     )
@@ -241,8 +183,7 @@ def make_task_env(task: int, seed: int, task_names: list[str], goals: list[list]
     env = gym.wrappers.TimeLimit(env, max_episode_steps)
     env = AutoTerminateOnSuccessWrapper(env)
     env.toggle_terminate_on_success(False)  # training episodes never end early; evaluation turns it on
-    # the one-hot task id appended, as Meta-World's OneHotWrapper does, with the space's bounds in float32 like the
-    # space (OneHotWrapper's float64 bounds make gymnasium warn at every env built)
+    # the one-hot task id appended as Meta-World's OneHotWrapper does, with float32 bounds (its float64 ones make gymnasium warn)
     one_hot, space = np.eye(len(task_names))[task], env.observation_space
     space = gym.spaces.Box(np.append(space.low, 0 * one_hot).astype(np.float32), np.append(space.high, 0 * one_hot + 1).astype(np.float32))
     env = gym.wrappers.TransformObservation(env, lambda obs: np.concatenate([obs, one_hot]), space)
@@ -252,29 +193,11 @@ def make_task_env(task: int, seed: int, task_names: list[str], goals: list[list]
     return env
 
 
-class EnvPool:
-    """Meta-World env instances by task, built on first use and then reused: a build costs ~0.1 s and
-    ~20 MB, so slots that switch tasks between rounds take a free instance instead of building one."""
-
-    def __init__(self, build, seed: tuple[int, ...]):
-        self.build, self.seed, self.free, self.built = build, seed, {}, 0
-
-    def take(self, task: int):
-        if self.free.get(task):
-            return self.free[task].pop()
-        self.built += 1
-        return self.build(task, int(np.random.SeedSequence((*self.seed, self.built)).generate_state(1)[0]))
-
-    def give(self, task: int, env):
-        self.free.setdefault(task, []).append(env)
-
-
 class TaskSlot(gym.Env):
-    """One env slot: it plays one episode at a time of the task and goal that the script gives it at
-    reset (`reset(options={"tasks": ..., "goals": ...})`, one entry per slot). All slots reset
-    together, a "round", because Meta-World training episodes never end early."""
+    """One env slot: it plays the task and goal that the script gives it at reset (`options={"tasks": ..., "goals":
+    ...}`, one entry per slot). All slots reset together, a round: Meta-World training episodes never end early."""
 
-    def __init__(self, slot: int, pool: EnvPool, observation_space, action_space):
+    def __init__(self, slot: int, pool: run_utils.EnvPool, observation_space, action_space):
         self.slot, self.pool, self.task, self.env = slot, pool, None, None
         self.observation_space, self.action_space = observation_space, action_space
 
@@ -298,49 +221,39 @@ class TaskSlot(gym.Env):
 
 
 def make_envs(args: Args, task_names: list[str], goals: list[list]):
-    """The training slots (autoreset off: the script starts each round itself, so the true last
-    observation of an episode is what step() returns) and one evaluation env per task."""
+    """The training slots (autoreset off: the loop starts each round, and step() returns an episode's true last
+    observation) and the evaluation envs, `eval_envs_per_task` per task."""
     build = partial(make_task_env, task_names=task_names, goals=goals, max_episode_steps=args.max_episode_steps)
     probe = build(0, args.seed)
-    obs_space = gym.spaces.Box(-np.inf, np.inf, probe.observation_space.shape, np.float64)
-    act_space = probe.action_space
+    obs_space, act_space = gym.spaces.Box(-np.inf, np.inf, probe.observation_space.shape, np.float64), probe.action_space
     probe.close()
     vector_env = gym.vector.SyncVectorEnv if args.vector_strategy == "sync" else gym.vector.AsyncVectorEnv
     # sync: one pool shared by all slots; async: each slot's process keeps its own pool
-    pools = [EnvPool(build, (args.seed, 0))] * args.num_envs
-    if args.vector_strategy == "async":
-        pools = [EnvPool(build, (args.seed, slot)) for slot in range(args.num_envs)]
-    envs = vector_env(
-        [partial(TaskSlot, slot, pools[slot], obs_space, act_space) for slot in range(args.num_envs)],
-        autoreset_mode=gym.vector.AutoresetMode.DISABLED,
-    )
+    pool = run_utils.EnvPool(build, (args.seed, 0))
+    pools = [run_utils.EnvPool(build, (args.seed, slot)) if args.vector_strategy == "async" else pool for slot in range(args.num_envs)]
+    slots = [partial(TaskSlot, slot, pools[slot], obs_space, act_space) for slot in range(args.num_envs)]
+    envs = vector_env(slots, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
     # the first eval env of each task seeded as Meta-World/custom-mt-envs seeds its envs; same-step autoreset as it has
-    eval_seed = lambda task, copy: args.seed + task if copy == 0 else int(np.random.SeedSequence((args.seed, task, copy)).generate_state(1)[0])  # noqa: E731
-    eval_envs = vector_env(
-        [partial(build, task, eval_seed(task, copy)) for task in range(len(task_names)) for copy in range(args.eval_envs_per_task)],
-        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
-    )
+    seed = lambda task, copy: args.seed + task if copy == 0 else int(np.random.SeedSequence((args.seed, task, copy)).generate_state(1)[0])  # noqa: E731
+    evaluators = [partial(build, task, seed(task, copy)) for task in range(len(task_names)) for copy in range(args.eval_envs_per_task)]
+    eval_envs = vector_env(evaluators, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     return envs, eval_envs
 
 
-# ---------------------------------------------------------------------------------------------
-# Agent: multi-head SAC
-# ---------------------------------------------------------------------------------------------
+# ---- Agent: multi-head SAC ----
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
 
 class MultiHeadMLP(nn.Module):
-    """`ensemble` MLPs evaluated as one chain of batched matmuls: a shared ReLU torso and one output
-    head per task. All heads are one matmul; each sample's own head is then picked by its task id. A batch
-    of K equal task-major blocks, as the replay buffer draws it, skips the picking: each block goes through
-    its own task's head only, a K times smaller last layer (MT50's update: 13% fewer FLOPs)."""
+    """`ensemble` MLPs evaluated as one chain of batched matmuls: a shared ReLU torso and one output head per
+    task. All heads are one matmul, then each sample's own head is picked by its task id; a batch of K equal
+    task-major blocks, as the replay buffer draws it, takes each block through its own task's head only."""
 
     def __init__(self, in_dim: int, hidden_dims, out_dim: int, num_tasks: int, ensemble: int = 1, head_scale: float = 1e-3):
         super().__init__()
         dims = [in_dim, *hidden_dims, num_tasks * out_dim]
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
-        # as Meta-World+ builds its networks: He-uniform torso weights (bound sqrt(6 / fan_in)) with zero
-        # biases, and small heads, weights and biases uniform in +-head_scale
+        # as Meta-World+ builds them: He-uniform torso weights, zero torso biases, heads uniform in +-head_scale
         for layer, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
             torso = layer < len(hidden_dims)
             bound = math.sqrt(6 / fan_in) if torso else head_scale
@@ -350,23 +263,20 @@ class MultiHeadMLP(nn.Module):
         self.num_tasks, self.out_dim = num_tasks, out_dim
 
     def forward(self, x: torch.Tensor, task: torch.Tensor, frozen: bool = False) -> torch.Tensor:
-        """x: (batch, in_dim); task: (batch,) task ids, or (K, batch / K) for K equal blocks, block k all of
-        task k (only its shape is read) -> (ensemble, batch, out_dim). frozen: the weights taken detached
-        (same storage), so that a backward reaches x but computes no gradient for the weights."""
+        """x: (batch, in_dim); task: (batch,) task ids, or (K, batch / K) for K equal blocks, block k of task k
+        -> (ensemble, batch, out_dim). frozen: the weights detached, so a backward reaches x but not the weights."""
         params = [(w.detach(), b.detach()) if frozen else (w, b) for w, b in zip(self.weights, self.biases)]
         x = x.expand(params[0][0].shape[0], -1, -1)
         for w, b in params[:-1]:
-            # the bias added by the matmul itself: under --bf16 a separate `+ b` would add a bf16 product to an
-            # fp32 bias in fp32 and cast the result back for the next layer (on a CPU, half the update's time)
+            # the bias added inside the matmul: under --bf16 a separate `+ b` would be an fp32 add and a cast back
             x = F.relu(torch.baddbmm(b, x, w), inplace=True)  # the matmul's backward needs its inputs, not its output
         w, b = params[-1]  # the heads side by side: (ensemble, hidden, K * out_dim)
         # the losses and the policy's densities stay fp32 when autocast ran the matmuls in bfloat16
         if task.dim() == 2:  # (ensemble * K, ...): block k of the batch, and head k alone
             per_task = lambda t: t.unflatten(-1, (self.num_tasks, self.out_dim)).transpose(1, 2).flatten(0, 1)  # noqa: E731
             x, w, b = x.unflatten(1, task.shape).flatten(0, 1), per_task(w), per_task(b)
-            if self.out_dim == 1:  # the critics' heads: one dot product per sample (a matmul one column wide is,
-                # with its backward, 3-5x slower on a CPU), in fp32 under --bf16 too: bf16 keeps 8 significant
-                # bits, so a Q near 4000 would be rounded by up to 16, more than a step's reward
+            if self.out_dim == 1:  # the critics' heads: a dot product per sample (faster than a matmul one column
+                # wide), in fp32 under --bf16 too: bf16 would round a Q near 4000 by up to 16, more than a reward
                 with torch.autocast(x.device.type, enabled=False):
                     out = torch.linalg.vecdot(x.float(), w.mT.float()).unsqueeze(-1) + b
             else:
@@ -419,25 +329,10 @@ class Critic(nn.Module):
         return self.net(torch.cat([obs, action], -1), task, frozen).squeeze(-1)  # (2, batch)
 
 
-class EvalAgent:
-    """The agent interface of Meta-World's evaluation: deterministic actions, nothing to reset."""
-
-    def __init__(self, actor: Actor):
-        self.actor = actor
-
-    def eval_action(self, obs: np.ndarray) -> np.ndarray:
-        return self.actor.act(obs, deterministic=True)
-
-    def reset(self, env_mask: np.ndarray):
-        pass
-
-
-def evaluation(agent: EvalAgent, eval_envs, num_episodes: int, envs_per_task: int) -> tuple[np.ndarray, list[list[float]]]:
-    """Meta-World's MT evaluation, as metaworld.evaluation.evaluation runs it: deterministic episodes that end
-    at success or at the step limit, one batched policy call per step over all eval envs; per task, the
-    success rate and the returns of `num_episodes` episodes. The eval envs are task by task, `envs_per_task`
-    each, and a task's episodes are shared out between its envs, each playing its own share one after
-    another (counting whichever episodes finish first would favour the short, successful ones)."""
+def evaluation(policy, eval_envs, num_episodes: int, envs_per_task: int) -> tuple[np.ndarray, list[list[float]]]:
+    """Meta-World's MT evaluation: `num_episodes` episodes per task of `policy` (observations to actions), each to
+    success or the step limit; per task, the success rate and the returns. A task's `envs_per_task` eval envs each
+    play their own share of its episodes (the episodes that finish first would favour the short, successful ones)."""
     num_envs = eval_envs.num_envs
     task = np.arange(num_envs) // envs_per_task
     share = num_episodes // envs_per_task + (np.arange(num_envs) % envs_per_task < num_episodes % envs_per_task)
@@ -446,7 +341,7 @@ def evaluation(agent: EvalAgent, eval_envs, num_episodes: int, envs_per_task: in
     played = np.zeros(num_envs, dtype=np.int64)
     successes, returns = np.zeros(num_envs // envs_per_task), [[] for _ in range(num_envs // envs_per_task)]
     while (played < share).any():
-        obs, _, terminations, truncations, infos = eval_envs.step(agent.eval_action(obs))
+        obs, _, terminations, truncations, infos = eval_envs.step(policy(obs))
         counted = (terminations | truncations) & (played < share)
         for i in np.flatnonzero(counted):
             returns[task[i]].append(float(infos["final_info"]["episode"]["r"][i]))
@@ -457,10 +352,9 @@ def evaluation(agent: EvalAgent, eval_envs, num_episodes: int, envs_per_task: in
 
 
 class MultiTaskReplayBuffer:
-    """One ring buffer per task, all held on the training device. sample() draws batch_size / K
-    transitions from every task, task by task, so each task weighs the same in every update. Observations are
-    stored without their one-hot task id, which is the buffer's own index (and would be more than
-    half of the memory on MT50); sample() puts it back."""
+    """One ring buffer per task on the training device. sample() draws batch_size / K transitions from every task,
+    so each task weighs the same in every update. Observations are stored without their one-hot task id (the
+    buffer's own index, and more than half of the memory on MT50); sample() puts it back."""
 
     def __init__(self, num_tasks: int, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
         self.num_tasks, self.capacity, self.device = num_tasks, capacity, device
@@ -491,13 +385,6 @@ class MultiTaskReplayBuffer:
         self.pos.add_(count).remainder_(self.capacity)
         self.size.add_(count).clamp_(max=self.capacity)
 
-    def state_dict(self) -> dict:
-        return {name: getattr(self, name) for name in ("obs", "next_obs", "actions", "rewards", "terminations", "pos", "size")}
-
-    def load_state_dict(self, state: dict):
-        for name, value in state.items():
-            getattr(self, name).copy_(value)
-
     def sample(self, batch_size: int):
         per_task = batch_size // self.num_tasks
         task = torch.arange(self.num_tasks, device=self.device)[:, None].expand(-1, per_task)
@@ -514,20 +401,17 @@ class MultiTaskReplayBuffer:
 
 
 def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device: torch.device):
-    """The agent, its optimizers, the replay buffer, and `learn`: the gradient step as the training loop
-    calls it, a function of no arguments that draws a batch from the buffer and updates the critics,
-    the actor and the temperatures, and returns the losses as one device tensor (read only at
-    logging steps: no host sync). benchmark/speed.py times this same function."""
+    """The agent, its optimizers, the replay buffer, and `learn()`: one gradient step of the critics, the actor and
+    the temperatures on a batch from the buffer, returning the losses as one device tensor (no host sync)."""
     if device.type == "cpu":
-        keep_freed_memory()
+        run_utils.keep_freed_memory()
     actor = Actor(obs_dim, act_dim, args.hidden_dims, num_tasks, args.bf16).to(device)
     critic = Critic(obs_dim, act_dim, args.hidden_dims, num_tasks).to(device)
     target_critic = Critic(obs_dim, act_dim, args.hidden_dims, num_tasks).to(device)
     target_critic.load_state_dict(critic.state_dict())
     target_critic.requires_grad_(False)
     log_alpha = torch.full((num_tasks,), math.log(args.initial_alpha), device=device, requires_grad=True)
-    # fused: one kernel per optimizer step for all its tensors; a captured CUDA graph replays Adam's step counter
-    # on the device: capturable optimizers
+    # fused: one kernel per optimizer step; capturable: a captured CUDA graph keeps Adam's step counter on the device
     adam = partial(torch.optim.Adam, eps=args.adam_eps, capturable=args.cudagraphs, fused=True)
     actor_optimizer = adam(actor.parameters(), lr=args.policy_lr)
     q_optimizer = adam(critic.parameters(), lr=args.q_lr)
@@ -560,8 +444,9 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
         alpha_loss = batch_mean(-log_alpha[task.flatten()] * (log_prob.detach() + args.target_entropy))
         return actor_loss, alpha_loss
 
-    if args.compile:  # the losses' forward and backward graphs, fused by the compiler
+    if args.compile:  # the losses' forward and backward graphs and the policy's forward pass, fused by the compiler
         critic_loss, actor_and_alpha_losses = torch.compile(critic_loss), torch.compile(actor_and_alpha_losses)
+        actor.policy = torch.compile(actor.forward)
 
     def update(obs, actions, rewards, next_obs, terminations, task):
         qf_loss, q_mean = critic_loss(obs, actions, rewards, next_obs, terminations, task)
@@ -585,25 +470,21 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
     def learn():
         return update(*rb.sample(args.batch_size))
 
-    if args.compile:
-        actor.policy = torch.compile(actor.forward)
     if args.cudagraphs:
-        learn = CapturedStep(learn)
+        learn = run_utils.CapturedStep(learn)
     optimizers = (actor_optimizer, q_optimizer, alpha_optimizer)
     return actor, critic, target_critic, log_alpha, optimizers, rb, learn
 
 
 # ---- SMT ----
-# Every task sits in one pool: MAIN (waiting), ACTIVE (being trained), SOLVED or UNSOLVABLE. Stage 1
-# starts from a random active set. At each window's end, an active task whose window-mean training
-# return exceeds its high threshold is solved; one that has used its budget of env steps goes to
-# UNSOLVABLE if its return is below the low threshold, back to MAIN otherwise; then the hardest waiting
-# tasks (lowest window-mean return) refill the active set. Slots sample the active tasks uniformly
-# above a floor eps. Stage 2 samples all tasks uniformly. As in the DRATS authors' version of SMT,
-# the networks are never reset.
+# Every task sits in one pool: MAIN (waiting), ACTIVE (being trained), SOLVED or UNSOLVABLE. Stage 1 starts from a
+# random active set. At each window's end, an active task whose window-mean training return exceeds its high threshold
+# is solved; one that has used its budget of env steps goes to UNSOLVABLE if its return is below the low threshold, back
+# to MAIN otherwise; then the hardest waiting tasks (lowest window-mean return) refill the active set. Slots sample the
+# active tasks uniformly above a floor eps; stage 2 samples all tasks uniformly. As in the DRATS authors' version of
+# SMT, the networks are never reset.
 MAIN, ACTIVE, SOLVED, UNSOLVABLE = 0, 1, 2, 3  # the pool codes logged in the gap column of sampler.csv
-# the authors' high thresholds on MT10, returns of 500-step episodes
-SMT_MT10_HIGH = {
+SMT_MT10_HIGH = {  # the authors' high thresholds on MT10, returns of 500-step episodes
     "reach-v3": 4000.0, "push-v3": 3000.0, "pick-place-v3": 3000.0, "door-open-v3": 4000.0, "drawer-open-v3": 4000.0,
     "drawer-close-v3": 4000.0, "button-press-topdown-v3": 3000.0, "peg-insert-side-v3": 3500.0,
     "window-open-v3": 4000.0, "window-close-v3": 4000.0,
@@ -611,37 +492,30 @@ SMT_MT10_HIGH = {
 
 
 class SMTSampler:
-    """The scheduler's state. observe() takes finished training episodes; update(), once per
-    window, moves tasks between pools and sets q."""
+    """observe() takes finished training episodes; update(), once per window, moves tasks between pools and sets q."""
 
-    def __init__(self, num_tasks: int, num_active: int, low: float, high: np.ndarray, kappa: float, eps: float,
-                 stage1_steps: int, total_steps: int, rng: np.random.Generator):  # fmt: skip
+    def __init__(self, num_tasks, num_active, low, high, kappa, eps, stage1_steps, total_steps, rng):
         self.num_active, self.low, self.high, self.kappa, self.eps = num_active, low, np.asarray(high), kappa, eps
         self.stage1_steps = stage1_steps
-        self.pool = np.full(num_tasks, MAIN)
-        self.budget = np.full(num_tasks, np.inf)  # env steps an active task may use before it is judged
+        self.pool, self.budget = np.full(num_tasks, MAIN), np.full(num_tasks, np.inf)  # budget: env steps while active
         first = rng.choice(num_tasks, num_active, replace=False)  # the first active set, at random
-        self.pool[first] = ACTIVE
-        self.budget[first] = kappa * total_steps / num_active
+        self.pool[first], self.budget[first] = ACTIVE, kappa * total_steps / num_active
         self.used = np.zeros(num_tasks, dtype=np.int64)  # env steps since the task last became active
-        self.steps = 0  # env steps of all finished training episodes
+        self.steps = np.zeros((), dtype=np.int64)  # env steps of all finished training episodes
         self.q = np.full(num_tasks, 1 / num_tasks)  # the first window is uniform, as in the authors' code
-        self.window_return = np.zeros(num_tasks)
-        self.window_episodes = np.zeros(num_tasks, dtype=np.int64)
+        self.window_return, self.window_episodes = np.zeros(num_tasks), np.zeros(num_tasks, dtype=np.int64)
 
     def observe(self, tasks: np.ndarray, returns: np.ndarray, episode_steps: int):
-        for task, ret in zip(tasks, returns):
-            self.window_return[task] += ret
-            self.window_episodes[task] += 1
-            self.used[task] += episode_steps
-            self.steps += episode_steps
+        np.add.at(self.window_return, tasks, returns)
+        np.add.at(self.window_episodes, tasks, 1)
+        np.add.at(self.used, tasks, episode_steps)
+        self.steps += episode_steps * len(tasks)
 
     def update(self):
-        """Returns the window's mean returns and episode counts."""
-        episodes = self.window_episodes.copy()
-        mean_return = self.window_return / np.maximum(episodes, 1)  # a task not played counts as return 0
-        active = self.pool == ACTIVE
+        """Returns the window's mean returns (0 where a task was not played) and episodes."""
+        mean_return, episodes = self.window_return / np.maximum(self.window_episodes, 1), self.window_episodes.copy()
         if self.steps < self.stage1_steps:
+            active = self.pool == ACTIVE
             solved = active & (mean_return > self.high)
             spent = active & ~solved & (self.used >= self.budget)
             self.pool[solved] = SOLVED
@@ -649,33 +523,24 @@ class SMTSampler:
             while (self.pool == ACTIVE).sum() < self.num_active and (self.pool == MAIN).any():
                 waiting = np.flatnonzero(self.pool == MAIN)
                 hardest = waiting[np.argmin(mean_return[waiting])]  # hard tasks first
-                self.pool[hardest] = ACTIVE
-                self.budget[hardest] = self.kappa * (self.stage1_steps - self.steps) / self.num_active
+                self.pool[hardest], self.budget[hardest] = ACTIVE, self.kappa * (self.stage1_steps - self.steps) / self.num_active
                 self.used[hardest] = 0
-            active = self.pool == ACTIVE
+        active = self.pool == ACTIVE
         if self.steps < self.stage1_steps and active.any():
             self.q = np.full(len(self.q), self.eps)
             self.q[active] += (1 - self.eps * len(self.q)) / active.sum()
         else:  # stage 2, or nothing left to schedule: back to all tasks
             self.q = np.full(len(self.q), 1 / len(self.q))
-        self.window_return[:] = 0
-        self.window_episodes[:] = 0
+        self.window_return[:], self.window_episodes[:] = 0, 0
         return mean_return, episodes
 
 
 # ---- end SMT ----
 if __name__ == "__main__":
-    args = parse_args(Args, resolve_args, CAN_CHANGE_ON_RESUME)
+    args = run_utils.parse_args(Args, resolve_args)
     run_dir = args.resume or os.path.join("runs", args.run_name)
-    state = load_checkpoint(run_dir, CHECKPOINT_FORMAT) if args.resume else None
-    if state and state["loop"][0] * args.num_envs >= args.total_timesteps:
-        fail(f"--resume: {run_dir} is complete at {state['loop'][0] * args.num_envs} env steps; pass a larger --total-timesteps")
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    rng = np.random.default_rng(args.seed)
+    state = run_utils.load_checkpoint(run_dir, args.num_envs, args.total_timesteps) if args.resume else None
+    device, rng = run_utils.seed_everything(args)
 
     print(f"building the goals and envs of {'--tasks' if args.tasks else args.env_id} ...")
     task_names, goals = load_goals(args)
@@ -684,105 +549,36 @@ if __name__ == "__main__":
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
 
     actor, critic, target_critic, log_alpha, optimizers, rb, learn = make_learner(args, obs_dim, act_dim, num_tasks, device)
-    actor_optimizer, q_optimizer, alpha_optimizer = optimizers
-    buffer_bytes = sum(t.numel() * t.element_size() for t in rb.state_dict().values()) if args.checkpoint_buffer else 0
-    check_output_location(run_dir, 2 * buffer_bytes + 10**8)  # the new checkpoint is written beside the old
-    if not args.checkpoint_buffer:
-        print("warning: --no-checkpoint-buffer: a resumed run starts from an empty replay buffer, so it is not exact")
-
-    # ---- outputs: config.json, CSV files, TensorBoard (and wandb) ----
+    run_utils.check_output_location(run_dir, checkpointed=rb if args.checkpoint_buffer else None)
+    parts = {"actor": actor, "critic": critic, "target_critic": target_critic, "log_alpha": log_alpha, "buffer": rb,
+             **{f"optimizer{i}": opt for i, opt in enumerate(optimizers)}}  # what a checkpoint holds, with the loop's state
     resume_step = state["loop"][0] * args.num_envs if state else None  # global step of the checkpoint
-    writer, wandb_id = start_outputs(args, run_dir, task_names, device, __file__, resume_step, state["wandb_id"] if state else None)
-    eval_file, eval_csv = open_csv(
-        os.path.join(run_dir, "eval.csv"), ["global_step", "task", "success_rate", "mean_return"], resume_step
-    )
-    episodes_file, episodes_csv = open_csv(
-        os.path.join(run_dir, "episodes.csv"), ["global_step", "task", "episodic_return", "success"], resume_step
-    )
+    log = run_utils.RunLog(args, run_dir, task_names, device, __file__, resume_step, state and state["wandb_id"])
+    log.video_envs = [make_task_env(t, args.seed + 20_000 + t, task_names, goals, args.max_episode_steps, True)
+                      for t in range(num_tasks) if args.capture_video]  # fmt: skip
     # ---- SMT ----
     sampler = SMTSampler(
         num_tasks, args.smt_num_active, args.smt_low_threshold, [args.smt_high_thresholds[n] for n in task_names],
         args.smt_kappa, args.smt_eps, int(args.smt_stage1_share * args.total_timesteps), args.total_timesteps, rng,
     )  # fmt: skip
-    # the same header as drats_sac.py: `gap` holds the task's pool (0 main, 1 active, 2 solved,
-    # 3 unsolvable), `target` its budget of env steps (inf while it has none)
-    last_sampler_update = 0  # vector step
-    if state:  # resuming: the sampler goes on from its checkpoint
-        sampler, last_sampler_update = state["sampler"]
-    sampler_file, sampler_csv = open_csv(
-        os.path.join(run_dir, "sampler.csv"),
-        ["global_step", "task", "prob", "gap", "target", "window_return", "window_episodes"],
-        resume_step,
-    )
+    parts.update(sampler=sampler)  # its arrays, checkpointed
+    # drats_sac.py's header: `gap` holds the task's pool (0 main, 1 active, 2 solved, 3 unsolvable), `target` its
+    # budget of env steps (inf while it has none)
+    sampler_csv = log.csv("sampler.csv", ["global_step", "task", "prob", "gap", "target", "window_return", "window_episodes"])
     if not state:
         sampler_csv.writerows([0, name, sampler.q[t], MAIN, sampler.budget[t], "", 0] for t, name in enumerate(task_names))
     # ---- end SMT ----
-    video_envs = []
-    if args.capture_video:
-        video_envs = [make_task_env(t, args.seed + 20_000 + t, task_names, goals, args.max_episode_steps, True) for t in range(num_tasks)]
 
-    def evaluate(global_step: int) -> float:
-        success_rates, task_returns = evaluation(EvalAgent(actor), eval_envs, args.eval_episodes, args.eval_envs_per_task)
-        mean_success = float(np.mean(success_rates))
-        success, returns = dict(zip(task_names, success_rates.tolist())), dict(zip(task_names, task_returns))
-        for name in task_names:
-            eval_csv.writerow([global_step, name, success[name], float(np.mean(returns[name]))])
-            writer.add_scalar(f"eval/success_rate/{name}", success[name], global_step)
-            writer.add_scalar(f"eval/mean_return/{name}", np.mean(returns[name]), global_step)
-        eval_file.flush()
-        writer.add_scalar("eval/mean_success_rate", mean_success, global_step)
-        writer.add_scalar("eval/mean_return", np.mean([np.mean(r) for r in returns.values()]), global_step)
-        writer.add_scalar("charts/worst_task_success_rate", min(success.values()), global_step)
-        if args.capture_video:
-            write_videos(actor, video_envs, task_names, run_dir, global_step, args.track)
-        return mean_success
-
-    # ---- checkpoints: taken at round boundaries, where no env is inside an episode ----
-    checkpoint_path = os.path.join(run_dir, "checkpoint.pt")
-
-    def save_checkpoint(step: int):
-        """Everything the run needs to go on as if it had never stopped."""
-        checkpoint = {
-            "loop": (step, round_index, last_success, env_steps_per_task),
-            "format": CHECKPOINT_FORMAT,
-            "wandb_id": wandb_id,
-            "actor": actor.state_dict(),
-            "critic": critic.state_dict(),
-            "target_critic": target_critic.state_dict(),
-            "log_alpha": log_alpha.detach(),
-            "optimizers": [opt.state_dict() for opt in (actor_optimizer, q_optimizer, alpha_optimizer)],
-            "buffer": rb.state_dict() if args.checkpoint_buffer else None,
-            "rng": random_states(rng, device),
-            "eval_env_rng": list(eval_envs.get_attr("np_random")),  # the goals of the next evaluations
-        }
-        checkpoint["sampler"] = (sampler, last_sampler_update)  # SMT
-        save_checkpoint_file(checkpoint, checkpoint_path)
-
-    def check_finite(logs, global_step: int):
-        """A non-finite loss (from non-finite parameters or not) stops the run before it writes a checkpoint."""
-        if logs is not None and not torch.isfinite(logs).all():
-            names = [n for n, v in zip(["qf_loss", "actor_loss", "alpha_loss", "qf_values"], logs.tolist()) if not math.isfinite(v)]
-            kept = f"the last good checkpoint, {checkpoint_path}, is kept" if os.path.exists(checkpoint_path) else "no checkpoint yet"
-            progress.close()
-            fail(f"non-finite {', '.join(names)} at global step {global_step}; {kept}")
+    def checkpoint(step: int):  # taken at round boundaries, where no env is inside an episode
+        run_utils.check_finite(logs, losses, step * args.num_envs, run_dir, progress)
+        saved = {name: part for name, part in parts.items() if name != "buffer" or args.checkpoint_buffer}
+        loop = (step, round_index, last_success, env_steps_per_task)
+        run_utils.save_checkpoint(f"{run_dir}/checkpoint.pt", loop, saved, rng, device, eval_envs, log)
 
     if state:  # resuming: everything as it was at the checkpoint
-        actor.load_state_dict(state["actor"])
-        critic.load_state_dict(state["critic"])
-        target_critic.load_state_dict(state["target_critic"])
-        with torch.no_grad():
-            log_alpha.copy_(state["log_alpha"])
-        for opt, opt_state in zip((actor_optimizer, q_optimizer, alpha_optimizer), state["optimizers"]):
-            opt.load_state_dict(opt_state)
-            for group in opt.param_groups:  # this run's flag, not the saved one: --cudagraphs may change on resume
-                group["capturable"] = args.cudagraphs
-        if state["buffer"] is not None:
-            rb.load_state_dict(state.pop("buffer"))  # popped: the host copy is freed once the buffer holds it
-        restore_random_states(state["rng"], rng, device)
-        eval_envs.set_attr("np_random", state["eval_env_rng"])
+        run_utils.restore_checkpoint(state, parts, rng, device, eval_envs, capturable=args.cudagraphs)
         print(f"resuming {run_dir} from its checkpoint at global step {resume_step}")
-
-    stop = stop_on_signals("round")  # SIGTERM or Ctrl-C: the signal, once one has come
+    stop = run_utils.stop_on_signals("round")  # SIGTERM or Ctrl-C: the signal, once one has come
     print(f"{run_dir}: {num_tasks} tasks ({', '.join(task_names)}), {args.num_envs} env slots, device {device}")
 
     # ---- training loop ----
@@ -792,30 +588,21 @@ if __name__ == "__main__":
     )
     next_eval = (start_step * args.num_envs // args.eval_interval + 1) * args.eval_interval
     next_checkpoint = (start_step * args.num_envs // args.checkpoint_interval + 1) * args.checkpoint_interval
-    episode_return = np.zeros(args.num_envs)
-    episode_success = np.zeros(args.num_envs, dtype=bool)
-    logs, sps = None, 0
-    start_time = time.time()
-    progress = tqdm(
-        initial=start_step * args.num_envs, total=num_steps * args.num_envs, unit="step", unit_scale=True, dynamic_ncols=True
-    )
+    episode_return, episode_success = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=bool)
+    logs, losses = None, ["qf_loss", "actor_loss", "alpha_loss", "qf_values"]  # learn() returns these
+    progress = run_utils.Progress(log, start_step * args.num_envs, num_steps * args.num_envs)
     for step in range(start_step, num_steps):
         if step % args.max_episode_steps == 0:  # a round starts: no env is inside an episode
             if stop or step * args.num_envs >= next_checkpoint:
-                check_finite(logs, step * args.num_envs)
-                save_checkpoint(step)
+                checkpoint(step)
                 next_checkpoint = (step * args.num_envs // args.checkpoint_interval + 1) * args.checkpoint_interval
             if stop:
                 break
             # task allocation: every task gets the same number of env steps (slot j runs task j when
             # num-envs = K; otherwise the slots rotate through the tasks round by round)
             slot_tasks = (np.arange(args.num_envs) + round_index * args.num_envs) % num_tasks
-            # ---- SMT ----
-            # The warm-up of random actions keeps the balanced rotation, so that every task's buffer
-            # has data when the updates start; from then on every slot draws its task from q.
-            if step * args.num_envs >= args.learning_starts:
-                slot_tasks = rng.choice(num_tasks, size=args.num_envs, p=sampler.q)
-            # ---- end SMT ----
+            if step * args.num_envs >= args.learning_starts:  # SMT: after the warm-up, whose rotation fills every buffer,
+                slot_tasks = rng.choice(num_tasks, size=args.num_envs, p=sampler.q)  # SMT: slots draw their tasks from q
             obs, _ = envs.reset(options={"tasks": slot_tasks, "goals": rng.integers(len(goals[0]), size=args.num_envs)})
             slot_task_ids = torch.as_tensor(slot_tasks, device=device)
             # updates wait until every task has data (after a resume without the buffer, too)
@@ -825,19 +612,15 @@ if __name__ == "__main__":
             actions = rng.uniform(-1, 1, (args.num_envs, act_dim)).astype(np.float32)
         else:
             actions = actor.act(obs)
-            check_finite(logs, global_step)  # free: moving the actions to the host waited for the last update
-        # The update runs while the envs step: on a GPU it is launched and runs by itself, and with
-        # --vector-strategy async the envs step in their own processes. It learns from the buffer as it
-        # was before this step's transitions.
+            run_utils.check_finite(logs, losses, global_step, run_dir, progress)  # free: the actions' copy waited for the update
+        # The update runs while the envs step (on a GPU it runs by itself once launched; with --vector-strategy
+        # async the envs step in their own processes), on the buffer as it was before this step's transitions.
         learning = global_step > args.learning_starts and buffer_ready
         if args.vector_strategy == "async":
             envs.step_async(actions)
         if learning:
             logs = learn()
-        if args.vector_strategy == "async":
-            next_obs, rewards, terminations, truncations, infos = envs.step_wait()
-        else:
-            next_obs, rewards, terminations, truncations, infos = envs.step(actions)
+        next_obs, rewards, terminations, truncations, infos = envs.step_wait() if args.vector_strategy == "async" else envs.step(actions)
         episode_return += rewards
         episode_success |= infos["success"] > 0
         # Truncation at the episode limit is not a terminal state: the target bootstraps from
@@ -845,52 +628,27 @@ if __name__ == "__main__":
         rb.add(slot_task_ids, obs, actions, rewards, next_obs, terminations)
 
         if truncations.any() or terminations.any():  # every slot ends its episode together: the round is over
-            for slot, task in enumerate(slot_tasks):
-                episodes_csv.writerow([global_step, task_names[task], float(episode_return[slot]), int(episode_success[slot])])
-            episodes_file.flush()
-            played = np.unique(slot_tasks)
-            count = np.bincount(slot_tasks, minlength=num_tasks)
-            mean_return = np.bincount(slot_tasks, episode_return, num_tasks)[played] / count[played]
-            mean_success = np.bincount(slot_tasks, episode_success, num_tasks)[played] / count[played]
-            env_steps_per_task += count * args.max_episode_steps
-            alphas = log_alpha.detach().exp().tolist()
-            for i, task in enumerate(played):
-                writer.add_scalar(f"charts/episodic_return/{task_names[task]}", mean_return[i], global_step)
-                writer.add_scalar(f"charts/success/{task_names[task]}", mean_success[i], global_step)
-            for task, name in enumerate(task_names):
-                writer.add_scalar(f"charts/env_steps/{name}", env_steps_per_task[task], global_step)
-                writer.add_scalar(f"charts/alpha/{name}", alphas[task], global_step)
-            # ---- SMT ----
-            sampler.observe(slot_tasks, episode_return, args.max_episode_steps)
-            if step + 1 - last_sampler_update >= args.smt_window:
-                last_sampler_update = step + 1
-                window_return, window_episodes = sampler.update()
-                for task, name in enumerate(task_names):
-                    row = [sampler.q[task], sampler.pool[task], sampler.budget[task], window_return[task], window_episodes[task]]
-                    sampler_csv.writerow([global_step, name, *row])
-                    writer.add_scalar(f"charts/task_prob/{name}", sampler.q[task], global_step)
-                    writer.add_scalar(f"charts/smt_pool/{name}", sampler.pool[task], global_step)
-                sampler_file.flush()
-            # ---- end SMT ----
-            episode_return[:] = 0
-            episode_success[:] = False
             round_index += 1
+            log.episodes(global_step, slot_tasks, episode_return, episode_success)
+            sampler.observe(slot_tasks, episode_return, args.max_episode_steps)  # SMT
+            if round_index % math.ceil(args.smt_window / args.max_episode_steps) == 0:  # SMT: a window is over
+                window_return, window_episodes = sampler.update()  # SMT
+                rows = zip(task_names, sampler.q, sampler.pool, sampler.budget, window_return, window_episodes)  # SMT
+                sampler_csv.writerows([global_step, *row] for row in rows)  # SMT
+                log.per_task({"task_prob": sampler.q, "smt_pool": sampler.pool}, global_step)  # SMT
+            env_steps_per_task += np.bincount(slot_tasks, minlength=num_tasks) * args.max_episode_steps
+            log.per_task({"env_steps": env_steps_per_task, "alpha": log_alpha.detach().exp().tolist()}, global_step)
+            episode_return[:], episode_success[:] = 0, False
         obs = next_obs
 
-        if learning and step % 100 == 0:
-            qf_loss, actor_loss, alpha_loss, q_value = logs.tolist()
-            writer.add_scalar("losses/qf_loss", qf_loss, global_step)
-            writer.add_scalar("losses/actor_loss", actor_loss, global_step)
-            writer.add_scalar("losses/alpha_loss", alpha_loss, global_step)
-            writer.add_scalar("losses/qf_values", q_value, global_step)
         if step % 100 == 0:
-            sps = int((global_step - start_step * args.num_envs) / (time.time() - start_time))
-            writer.add_scalar("charts/SPS", sps, global_step)
-            progress.set_postfix(SPS=sps, eval_success=f"{last_success:.2f}")
+            if learning:
+                log.scalars("losses", dict(zip(losses, logs.tolist())), global_step)
+            progress.show(global_step, eval_success=f"{last_success:.2f}")
         if global_step >= next_eval or step == num_steps - 1:
-            last_success = evaluate(global_step)
+            results = evaluation(partial(actor.act, deterministic=True), eval_envs, args.eval_episodes, args.eval_envs_per_task)
+            last_success = log.evaluation(global_step, *results, policy=actor)
             next_eval = (global_step // args.eval_interval + 1) * args.eval_interval
-            progress.set_postfix(SPS=sps, eval_success=f"{last_success:.2f}")
         progress.update(args.num_envs)
     else:  # every step ran: a stop asked for during the last round finds the run complete, with nothing to resume
         stop.clear()
@@ -900,20 +658,10 @@ if __name__ == "__main__":
         print(f"checkpoint at global step {step * args.num_envs}; resume with: python {sys.argv[0]} --resume {run_dir}")
     else:
         if num_steps % args.max_episode_steps == 0:  # at a round boundary: a larger --total-timesteps can go on from here
-            check_finite(logs, num_steps * args.num_envs)
-            save_checkpoint(num_steps)
+            checkpoint(num_steps)
         print(f"final mean eval success rate {last_success:.3f}; outputs in {run_dir}")
     envs.close()
     eval_envs.close()
-    for env in video_envs:
-        env.close()
-    eval_file.close()
-    episodes_file.close()
-    sampler_file.close()  # SMT
-    writer.close()
-    if args.track:
-        import wandb
-
-        wandb.finish()
+    log.close()
     if stop:
         sys.exit(128 + stop["signal"])  # non-zero, so that a scheduler requeues a preempted job

@@ -2,6 +2,8 @@
 import csv
 import json
 import os
+import re
+import subprocess
 
 import numpy as np
 import pytest
@@ -52,11 +54,11 @@ def test_sampler_csv_is_reproduced_by_the_documented_update(workdir):
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["--drats-eta", "-1"], "--drats-eta must be positive"),
-        (["--drats-step-size", "-0.1"], "--drats-step-size non-negative"),
-        (["--drats-eps", "0.6"], "--drats-eps must lie in [0, 1/K] = [0, 0.5]"),
-        (["--drats-eps", "-0.01"], "--drats-eps must lie in [0, 1/K]"),
-        (["--drats-window", "40"], "--drats-window must hold at least one episode (50 steps)"),
+        (["--drats-eta", "-1"], "--drats-eta must be a finite number > 0, got -1.0"),
+        (["--drats-step-size", "-0.1"], "--drats-step-size must be a finite number >= 0, got -0.1"),
+        (["--drats-eps", "0.6"], "--drats-eps must be at most 1/K = 0.5 for 2 tasks, got 0.6"),
+        (["--drats-eps", "-0.01"], "--drats-eps must be a number in [0, 1], got -0.01"),
+        (["--drats-window", "40"], "--drats-window must hold one episode (50 steps), got 40"),
     ],
 )  # fmt: skip
 def test_bad_sampler_settings_stop_at_once(workdir, args, expected):
@@ -74,6 +76,11 @@ def strip_header(lines):
     return lines[start:]
 
 
+def is_marked(line, name):
+    """A line of the method outside a block: its last comment is `# NAME`, or `# NAME: why`."""
+    return re.search(rf"  # {name}(: .*)?$", line) is not None
+
+
 def without_block(lines, name):
     """A script less its blocks between `# ---- NAME ----` and `# ---- end NAME ----` and its lines
     marked `# NAME`."""
@@ -85,14 +92,50 @@ def without_block(lines, name):
         elif line.strip() == f"# ---- end {name} ----":
             assert inside
             inside = False
-        elif not inside and not line.rstrip().endswith(f"# {name}"):
+        elif not inside and not is_marked(line, name):
             kept.append(line)
     assert not inside
     return kept
+
+
+def marked_chunks(path, name="DRATS"):
+    """The text of each run of a script's marked lines, in order: a `# ---- NAME ----` block, or consecutive
+    lines marked `# NAME`."""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    chunks, current, inside = [], None, False
+    for line in lines:
+        if line.strip() == f"# ---- {name} ----":
+            inside, current = True, []
+        elif line.strip() == f"# ---- end {name} ----":
+            chunks.append("\n".join(current))
+            inside, current = False, None
+        elif inside or is_marked(line, name):
+            current = [] if current is None else current
+            current.append(line)
+        elif current is not None:
+            chunks.append("\n".join(current))
+            current = None
+    return chunks
 
 
 def test_drats_sac_is_uniform_sac_plus_the_marked_drats_lines():
     uniform = open(os.path.join(ROOT, "uniform_sac.py")).read().splitlines()
     drats = open(os.path.join(ROOT, "drats_sac.py")).read().splitlines()
     assert strip_header(without_block(drats, "DRATS")) == strip_header(uniform)
-    assert len(drats) - len(uniform) < 150  # the method fits in a glance
+    # the method fits in a glance: `diff uniform_sac.py drats_sac.py` is at most 100 lines, the sampler 70 of them
+    diff = subprocess.run(["diff", "uniform_sac.py", "drats_sac.py"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert len([line for line in diff.splitlines() if line[:1] in "<>"]) <= 100
+    (sampler,) = [chunk for chunk in marked_chunks(os.path.join(ROOT, "drats_sac.py")) if "class DRATSSampler" in chunk]
+    assert len(sampler.splitlines()) + 2 <= 70  # with its two markers
+
+
+@pytest.mark.parametrize("path, limit", [
+    ("uniform_sac.py", 550), ("drats_sac.py", "uniform_sac.py"), ("baselines/lp_sac.py", "uniform_sac.py"),
+    ("baselines/smt_sac.py", "uniform_sac.py"), ("baselines/uniform_ppo.py", 480), ("baselines/drats_ppo.py", "baselines/uniform_ppo.py"),
+    ("baselines/lp_ppo.py", "baselines/uniform_ppo.py"), ("baselines/smt_ppo.py", "baselines/uniform_ppo.py"), ("run_utils.py", 350),
+])  # fmt: skip
+def test_each_script_reads_in_one_sitting(path, limit):
+    """The line budgets (wc -l): a sampler script is at most 120 lines longer than its uniform script."""
+    length = lambda p: len(open(os.path.join(ROOT, p)).read().splitlines())  # noqa: E731
+    assert length(path) <= (limit if isinstance(limit, int) else length(limit) + 120)

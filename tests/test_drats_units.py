@@ -103,7 +103,7 @@ def test_targets_switch_to_the_best_return_once_solved_and_then_follow_it():
     assert not s.solved[1] and s.target[1] == 5000
     for success in (0, 0, 0, 0, 0, 0, 1, 1, 1):  # 3 of 9 overall, but 3 of the last 4
         ep(2, 20.0 + success, success)
-        assert s.solved[2] == (s.recent_count[2] == 9)
+        assert s.solved[2] == (s.episodes[2] == 9)
     assert s.target[2] == 21.0
 
 

@@ -40,7 +40,7 @@ def test_shared_episodes_do_not_favour_short_successful_ones():
     # its own share of the 10 episodes (5), so the rate is 0.5. Counting the first 10 episodes to
     # finish, as one pool, would count 9 short successes and give 0.9.
     envs = ScriptedEnvs(lengths=[10, 100], successes=[True, False])
-    success, returns = evaluation(ZeroAgent(), envs, num_episodes=10, envs_per_task=2)
+    success, returns = evaluation(ZeroAgent().eval_action, envs, num_episodes=10, envs_per_task=2)
     assert success.tolist() == [0.5]
     assert sorted(returns[0]) == [-1.0] * 5 + [1.0] * 5
     assert envs.terminate_on_success is False  # training episodes never end early again
@@ -49,7 +49,7 @@ def test_shared_episodes_do_not_favour_short_successful_ones():
 def test_odd_shares_and_several_tasks():
     # two tasks of three envs each, 7 episodes per task: shares 3, 2, 2
     envs = ScriptedEnvs(lengths=[5, 7, 9, 4, 6, 8], successes=[True, False, False, False, True, True])
-    success, returns = evaluation(ZeroAgent(), envs, num_episodes=7, envs_per_task=3)
+    success, returns = evaluation(ZeroAgent().eval_action, envs, num_episodes=7, envs_per_task=3)
     assert success.tolist() == pytest.approx([3 / 7, 4 / 7])
     assert [len(r) for r in returns] == [7, 7]
 
@@ -73,7 +73,7 @@ def test_one_env_per_task_is_metaworlds_evaluation():
         envs, eval_envs = make_envs(args, *load_goals(args))
         envs.close()
         if ours:
-            success, returns = evaluation(RandomAgent(rng), eval_envs, 6, 1)
+            success, returns = evaluation(RandomAgent(rng).eval_action, eval_envs, 6, 1)
             results.append((success.tolist(), [float(np.mean(r)) for r in returns]))
         else:
             _, _, success, returns = metaworld.evaluation.evaluation(RandomAgent(rng), eval_envs, 6)

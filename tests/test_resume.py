@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -52,6 +53,13 @@ def test_a_run_killed_after_a_checkpoint_resumes_into_the_uninterrupted_run(work
             assert a.read() == b.read(), name
     # TensorBoard too: the evaluation logged at the checkpoint's step survives the resume (it is not logged again)
     assert scalar_steps(run_dir, "eval/mean_success_rate") == scalar_steps(os.path.join(workdir, "runs", "whole"), "eval/mean_success_rate")
+    if script == "drats_sac.py":  # the sampler is saved as its arrays, not as a pickled object of a class that may change
+        path = os.path.join(run_dir, "checkpoint.pt")
+        sampler = torch.load(path, weights_only=False)["parts"]["sampler"]
+        assert "q" in sampler and all(isinstance(v, np.ndarray) for v in sampler.values())
+        with zipfile.ZipFile(path) as checkpoint:
+            pickled = checkpoint.read(next(n for n in checkpoint.namelist() if n.endswith("data.pkl")))
+        assert b"DRATSSampler" not in pickled and b"drats_sac" not in pickled
 
 
 def scalar_steps(run_dir: str, tag: str) -> list[int]:
@@ -133,9 +141,9 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(work
     failed_at = int(message.split("at global step ")[1].split(";")[0])
     checkpoint = torch.load(os.path.join(workdir, "runs", "nan", "checkpoint.pt"), weights_only=False)
     assert checkpoint["loop"][0] * 2 < failed_at
-    for params in (checkpoint["actor"], checkpoint["critic"]):
+    for params in (checkpoint["parts"]["actor"], checkpoint["parts"]["critic"]):
         assert all(torch.isfinite(t).all() for t in params.values())
-    assert np.isfinite(checkpoint["log_alpha"].numpy()).all()
+    assert np.isfinite(checkpoint["parts"]["log_alpha"].numpy()).all()
 
 
 def test_bad_output_locations_and_resume_targets_are_refused_at_once(workdir):
@@ -147,29 +155,29 @@ def test_bad_output_locations_and_resume_targets_are_refused_at_once(workdir):
 
 
 def test_a_log_killed_before_its_first_row_resumes_with_its_header(tmp_path):
-    from uniform_sac import open_csv
+    from types import SimpleNamespace
 
-    path = str(tmp_path / "eval.csv")
-    file, _ = open_csv(path, ["global_step", "task"], None)  # the header is on disk before any row
-    with open(path, newline="") as f:
+    from run_utils import RunLog
+
+    log = SimpleNamespace(run_dir=str(tmp_path), resume_step=None, files=[])
+    RunLog.csv(log, "eval.csv", ["global_step", "task"])  # the header is on disk before any row
+    with open(tmp_path / "eval.csv", newline="") as f:
         assert f.read() == "global_step,task\n"
-    file.close()
-    open(path, "w").close()  # as if the run had been killed before the header reached the disk
-    file, writer = open_csv(path, ["global_step", "task"], resume_step=100)
-    writer.writerow([200, "reach-v3"])
-    file.close()
-    with open(path, newline="") as f:
+    log.files[0].close()
+    open(tmp_path / "eval.csv", "w").close()  # as if the run had been killed before the header reached the disk
+    log = SimpleNamespace(run_dir=str(tmp_path), resume_step=100, files=[])
+    RunLog.csv(log, "eval.csv", ["global_step", "task"]).writerow([200, "reach-v3"])  # on disk once written
+    with open(tmp_path / "eval.csv", newline="") as f:
         assert f.read() == "global_step,task\n200,reach-v3\n"
+    log.files[0].close()
 
 
 def as_if_written_on_a_gpu(path: str, capturable: bool):
     """Rewrite a checkpoint as a CUDA run would have written it: every tensor's storage on cuda:0 (in the
     pickle's storage records) and, with `capturable`, the optimizers' flag of a --cudagraphs run."""
-    import zipfile
-
     state = torch.load(path, weights_only=False)
-    for optimizer in state.get("optimizers", []):
-        for group in optimizer["param_groups"]:
+    for part in state["parts"].values():
+        for group in part.get("param_groups", []) if isinstance(part, dict) else []:  # the optimizers'
             group["capturable"] = capturable
     torch.save(state, path)
     with zipfile.ZipFile(path) as src:
@@ -205,4 +213,5 @@ def test_a_checkpoint_written_on_a_gpu_resumes_on_a_cpu(workdir, script, run, ca
     assert "resuming" in resumed.stdout
     # the optimizers ran with this run's flag (no --cudagraphs), as the checkpoint at the end records
     state = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=False)
-    assert all(not group.get("capturable", False) for o in state.get("optimizers", []) for group in o["param_groups"])
+    groups = [group for part in state["parts"].values() if isinstance(part, dict) for group in part.get("param_groups", [])]
+    assert groups and all(not group.get("capturable", False) for group in groups)

@@ -125,9 +125,9 @@ def test_fewer_slots_than_tasks_rotate_so_every_task_gets_the_same_steps(workdir
     [
         (["--env-id", "MT11"], "--env-id"),
         (["--tasks", "reach-v3", "fly-to-the-moon-v3"], "--tasks: unknown task fly-to-the-moon-v3"),
-        (["--tasks", "reach-v3", "push-v3", "--batch-size", "255"], "--batch-size must be a positive multiple of the number of tasks (2"),
-        (["--tasks", "reach-v3", "--max-episode-steps", "501"], "--max-episode-steps must be between 1 and 500"),
-        (["--tasks", "reach-v3", "--eval-episodes", "4", "--eval-envs-per-task", "5"], "--eval-envs-per-task must be between 1 and --eval-episodes (4)"),
+        (["--tasks", "reach-v3", "push-v3", "--batch-size", "255"], "--batch-size must be a multiple of the number of tasks (2), got 255"),
+        (["--tasks", "reach-v3", "--max-episode-steps", "501"], "--max-episode-steps must be an integer in [1, 500] (Meta-World's limit), got 501"),
+        (["--tasks", "reach-v3", "--eval-episodes", "4", "--eval-envs-per-task", "5"], "--eval-envs-per-task must be at most --eval-episodes (4), got 5"),
         (["--tasks", "reach-v3", "--max-episode-steps", "50", "--learning-starts", "10"], "--learning-starts must cover one episode of every task"),
     ],
 )  # fmt: skip
