@@ -22,8 +22,8 @@ os.environ.setdefault("MUJOCO_GL", "egl" if ctypes.util.find_library("EGL") else
 
 import numpy as np  # noqa: E402
 import run_args  # noqa: E402
+from run_args import fail  # noqa: E402, F401  (the scripts' one-line error, run_utils.fail)
 import torch  # noqa: E402
-import tyro  # noqa: E402
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
@@ -34,17 +34,12 @@ CAN_CHANGE_ON_RESUME = {"total_timesteps", "eval_interval", "eval_episodes", "ch
     "capture_video", "bf16", "compile", "cudagraphs"}  # fmt: skip
 
 
-def fail(message: str):  # one clear line, and stop
-    sys.exit(f"error: {message}")
-
-
 def check_common(args, resuming: bool) -> int:
     """What every script checks first (each argument in its domain, the tasks, what the machine must have) and the
     run's name. Returns K, the number of tasks."""
     from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
-    for name, allowed, value in run_args.out_of_domain(args):
-        fail(f"--{name.replace('_', '-')} must be {allowed}, got {value}")
+    run_args.check(args)
     if set(args.tasks) - set(ALL_V3_ENVIRONMENTS):
         fail(f"--tasks: unknown task {', '.join(set(args.tasks) - set(ALL_V3_ENVIRONMENTS))}; allowed: {' '.join(ALL_V3_ENVIRONMENTS)}")
     if len(set(args.tasks)) != len(args.tasks):
@@ -71,15 +66,17 @@ def check_common(args, resuming: bool) -> int:
 def parse_args(Args, resolve_args):
     """The command line, as `Args` and a script's `resolve_args` read it. With --resume, the saved run's arguments
     with what this command line changes, of which only CAN_CHANGE_ON_RESUME may differ."""
-    args = tyro.cli(Args)
+    args = run_args.read(Args)
     if args.resume is None:
         return resolve_args(args)
     if not all(os.path.exists(os.path.join(args.resume, name)) for name in ("checkpoint.pt", "config.json")):
         fail(f"--resume: {args.resume} holds no checkpoint.pt and config.json to resume from")
     with open(os.path.join(args.resume, "config.json")) as f:
         saved = json.load(f)
+    if saved.get("script", Args.exp_name) != Args.exp_name:  # Args.exp_name: this script's name
+        fail(f"--resume: {args.resume} is a run of {saved['script']}.py; resume it with that script")
     names = [field.name for field in dataclasses.fields(Args) if field.name in saved]
-    args = tyro.cli(Args, default=Args(**{n: tuple(saved[n]) if isinstance(saved[n], list) else saved[n] for n in names}))
+    args = run_args.read(Args, default=Args(**{n: tuple(saved[n]) if isinstance(saved[n], list) else saved[n] for n in names}))
     show = lambda v: " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)  # noqa: E731
     changed = [f"--{n.replace('_', '-')} was {show(saved[n])}, now {show(getattr(args, n))}" for n in names
                if n not in CAN_CHANGE_ON_RESUME and json.loads(json.dumps(getattr(args, n))) != saved[n]]  # fmt: skip
@@ -121,7 +118,7 @@ class RunLog:
         git = ["git", "-C", os.path.dirname(os.path.abspath(script)), "rev-parse", "HEAD"]
         commit = subprocess.run(git, capture_output=True, text=True).stdout.strip() if shutil.which("git") else ""
         versions = {p: version(p) for p in ["torch", "metaworld", "mujoco", "gymnasium", "numpy", "tyro"]}
-        config = {**dataclasses.asdict(args), "task_names": task_names, "git_commit": commit or None, "device": str(device),
+        config = {**dataclasses.asdict(args), "script": os.path.basename(script)[: -len(".py")], "task_names": task_names, "git_commit": commit or None, "device": str(device),
                   "versions": {"python": sys.version.split()[0], **versions}}  # fmt: skip
         if args.track:
             import wandb

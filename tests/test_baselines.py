@@ -223,7 +223,7 @@ def test_smt_run_writes_outputs_with_the_common_header(workdir):
         ("lp_sac.py", ["--lp-eps", "0.6"], "--lp-eps must be at most 1/K = 0.5 for 2 tasks"),
         ("lp_sac.py", ["--lp-window", "10"], "--lp-window must hold one episode (50 steps), got 10"),
         ("smt_sac.py", ["--smt-num-active", "5"], "--smt-num-active must be at most the number of tasks (2), got 5"),
-        ("smt_sac.py", ["--smt-num-active", "0"], "--smt-num-active must be an integer >= 1, got 0"),
+        ("smt_sac.py", ["--smt-num-active", "0"], "--smt-num-active must be an integer in [1, 1,000,000], got 0"),
         ("smt_sac.py", ["--smt-low-threshold", "350"], "--smt-low-threshold must not exceed any high threshold"),
         ("smt_sac.py", ["--smt-high-thresholds", "door-open-v3", "400"], "--smt-high-thresholds: door-open-v3 is not a task"),
         ("smt_sac.py", ["--smt-stage1-share", "1.5"], "--smt-stage1-share must be a number in [0, 1], got 1.5"),

@@ -191,7 +191,7 @@ def test_a_killed_ppo_run_resumes_into_the_uninterrupted_run(workdir):
     [
         (["--num-steps", "120"], "--num-steps must be a multiple of --max-episode-steps (50)"),
         (["--total-timesteps", "300"], "--total-timesteps must hold one rollout (num-envs x num-steps = 450)"),
-        (["--num-minibatches", "0"], "--num-minibatches must be an integer >= 1, got 0"),
+        (["--num-minibatches", "0"], "--num-minibatches must be an integer in [1, 10,000,000], got 0"),
         (["--num-minibatches", "451"], "--num-minibatches must be at most the rollout size (450)"),
         (["--gae-lambda", "1.5"], "--gae-lambda must be a number in [0, 1], got 1.5"),
         (["--tasks", "reach-v3", "reach-v4"], "--tasks: unknown task reach-v4"),
