@@ -8,9 +8,12 @@
 #                                 rliable), final worst-task success, final mean evaluation return,
 #                                 env steps to 50% / 80%, seeds
 #   <bench>_per_task.md / .csv    final success per method x task (mean over seeds)
+#   <bench>_differences.md / .csv each method minus Uniform (on its learner): final mean and worst-task
+#                                 success, with 95% bootstrap intervals over the seeds of both
 #   <bench>_curves.png            mean success, worst-task success and mean evaluation return against
 #                                 env steps, 95% CI bands
 #   <bench>_per_task.png          the per-task table as a heatmap
+#   <bench>_per_task_curves.png   each task's success against env steps, a panel per method (mean over seeds)
 #   <bench>_task_distribution.png the adaptive samplers' q over time (stacked areas, mean over seeds)
 #   <bench>_env_steps.png         cumulative env steps per task, every method
 # and report.md, which holds every table, links the figures and lists the runs used and skipped.
@@ -35,6 +38,7 @@ from rliable import metrics
 METHOD_LABELS = {
     "uniform_sac": "Uniform",
     "drats_sac": "DRATS",
+    "drats_sac_weighted": "DRATS, weighted updates",
     "lp_sac": "LP",
     "smt_sac": "SMT",
     "uniform_ppo": "Uniform (PPO)",
@@ -246,8 +250,11 @@ def summarize(bench: str, runs: list[Run], args: Args, out: str) -> tuple[str, l
     with open(os.path.join(out, f"{bench}_per_task.md"), "w") as f:
         f.write("\n".join(task_md) + "\n")
 
+    diff_md = differences(bench, final, args, out)
+
     figures = [
         plot_curves(bench, by_method, args, out),
+        plot_per_task_curves(bench, by_method, tasks, out),
         plot_heatmap(bench, methods, tasks, per_task, out),
         plot_task_distribution(bench, by_method, tasks, out),
         plot_env_steps(bench, by_method, tasks, out),
@@ -271,10 +278,49 @@ def summarize(bench: str, runs: list[Run], args: Args, out: str) -> tuple[str, l
         "",
         *task_md,
         "",
+        *diff_md,
         *[f"![{name}]({name})" for name in figures],
         "",
     ]  # fmt: skip
     return "\n".join(section), figures
+
+
+def bootstrap_difference(a: np.ndarray, b: np.ndarray, args: Args) -> tuple[float, float, float]:
+    """mean(a) - mean(b) and its 95% percentile-bootstrap interval, the seeds of each resampled on their own."""
+    rng = np.random.default_rng(args.bootstrap_seed)
+    resampled = rng.choice(a, (args.reps, len(a))).mean(axis=1) - rng.choice(b, (args.reps, len(b))).mean(axis=1)
+    return float(a.mean() - b.mean()), *map(float, np.percentile(resampled, [2.5, 97.5]))
+
+
+def differences(bench: str, final: dict[str, np.ndarray], args: Args, out: str) -> list[str]:
+    """Each method minus Uniform on the same learner: final mean success and worst-task success per seed, with the
+    bootstrap interval of the difference. Returns its Markdown (nothing without a Uniform to compare with)."""
+    header = ["method", "baseline", "seeds", "baseline_seeds", "mean_success_difference", "mean_success_difference_ci_low",
+              "mean_success_difference_ci_high", "worst_task_difference", "worst_task_difference_ci_low",
+              "worst_task_difference_ci_high"]  # fmt: skip
+    md = ["Each method minus Uniform on the same learner (final success, per seed; 95% percentile-bootstrap interval of "
+          "the difference of means, the seeds of each method resampled on their own). An interval that excludes 0 is a "
+          "difference at the 5% level.", "",
+          "| method - Uniform | seeds | mean success difference [95% CI] | worst-task success difference [95% CI] |",
+          "|---|---|---|---|"]  # fmt: skip
+    rows = []
+    for m, scores in final.items():
+        baseline = "uniform_ppo" if m.endswith("_ppo") else "uniform_sac"
+        if m == baseline or baseline not in final:
+            continue
+        mean = bootstrap_difference(scores.mean(axis=1), final[baseline].mean(axis=1), args)
+        worst = bootstrap_difference(scores.min(axis=1), final[baseline].min(axis=1), args)
+        rows.append([m, baseline, len(scores), len(final[baseline]), *mean, *worst])
+        verdict = lambda d: " (excludes 0)" if d[1] > 0 or d[2] < 0 else ""  # noqa: E731
+        md.append(f"| {label(m)} - {label(baseline)} | {len(scores)} vs {len(final[baseline])} | "
+                  f"{mean[0]:+.3f} [{mean[1]:+.3f}, {mean[2]:+.3f}]{verdict(mean)} | "
+                  f"{worst[0]:+.3f} [{worst[1]:+.3f}, {worst[2]:+.3f}]{verdict(worst)} |")  # fmt: skip
+    if not rows:
+        return []
+    write_csv(os.path.join(out, f"{bench}_differences.csv"), header, rows)
+    with open(os.path.join(out, f"{bench}_differences.md"), "w") as f:
+        f.write("\n".join(md[2:]) + "\n")
+    return [*md, ""]
 
 
 def write_csv(path: str, header: list[str], rows: list[list]):
@@ -307,6 +353,23 @@ def plot_curves(bench: str, by_method: dict[str, list[Run]], args: Args, out: st
         ax.set_ylim(-0.02, 1.02)
     axes[0].legend(loc="upper left", fontsize=8)
     return save(fig, out, f"{bench}_curves.png")
+
+
+def plot_per_task_curves(bench: str, by_method: dict[str, list[Run]], tasks: list[str], out: str) -> str:
+    """Which tasks each method learns, and when: every task's success against env steps, a panel per method."""
+    fig, axes, _, colors = panels_per_method(by_method, lambda r: True, len(tasks), 4)
+    grid = common_grid([r for rs in by_method.values() for r in rs])
+    for ax, (m, rs) in zip(axes, by_method.items()):
+        success = np.mean([[np.interp(grid, r.steps, r.success[:, t]) for t in range(len(tasks))] for r in rs], axis=0)
+        for t, task in enumerate(tasks):
+            ax.plot(grid, success[t], color=colors[t], label=task)
+        ax.set_title(f"{label(m)} ({seeds(len(rs))})")
+        steps_axis(ax)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("success rate (mean over seeds)")
+    axes[0].set_ylim(-0.02, 1.02)
+    axes[-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
+    return save(fig, out, f"{bench}_per_task_curves.png")
 
 
 def plot_heatmap(bench: str, methods: list[str], tasks: list[str], per_task: np.ndarray, out: str) -> str:

@@ -3,7 +3,8 @@
 # source this): every method x seed, run locally, printed, or submitted to Slurm.
 #
 # Environment (each has a default in the calling script):
-#   METHODS   methods by script name: uniform_sac drats_sac lp_sac smt_sac uniform_ppo drats_ppo lp_ppo smt_ppo
+#   METHODS   methods by script name: uniform_sac drats_sac lp_sac smt_sac uniform_ppo drats_ppo lp_ppo smt_ppo, and
+#             drats_sac_weighted (drats_sac.py --drats-weighted-updates)
 #   SEEDS     seeds, e.g. "1 2 3"
 #   EXTRA     extra arguments for every run, e.g. "--no-track" or "--total-timesteps 1000000"
 #   WORKERS   local runs at a time (default 1)
@@ -17,11 +18,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 declare -p METHOD_ARGS &>/dev/null || declare -A METHOD_ARGS=()  # per-method arguments (small.sh's sampler windows)
 
 declare -A SCRIPT=(  # method name -> script
-    [uniform_sac]=uniform_sac.py [drats_sac]=drats_sac.py
+    [uniform_sac]=uniform_sac.py [drats_sac]=drats_sac.py [drats_sac_weighted]=drats_sac.py
     [lp_sac]=baselines/lp_sac.py [smt_sac]=baselines/smt_sac.py
     [uniform_ppo]=baselines/uniform_ppo.py [drats_ppo]=baselines/drats_ppo.py
     [lp_ppo]=baselines/lp_ppo.py [smt_ppo]=baselines/smt_ppo.py
 )
+declare -A VARIANT=([drats_sac_weighted]="--drats-weighted-updates --exp-name drats_sac_weighted")  # a script's variant
 for method in $METHODS; do
     if [ -z "${SCRIPT[$method]+set}" ]; then
         echo "error: METHODS: unknown method $method; allowed: ${!SCRIPT[*]}" >&2
@@ -48,7 +50,7 @@ commands=()
 for seed in $SEEDS; do  # seed by seed, so that a sweep cut short still compares every method
     for method in $METHODS; do
         # word splitting joins the parts with single spaces and drops empty ones
-        words=(benchmark/launch.sh "${BENCH}__${method}__${seed}" "${SCRIPT[$method]}" $BENCH_ARGS ${METHOD_ARGS[$method]:-} --seed "$seed" $EXTRA)
+        words=(benchmark/launch.sh "${BENCH}__${method}__${seed}" "${SCRIPT[$method]}" $BENCH_ARGS ${VARIANT[$method]:-} ${METHOD_ARGS[$method]:-} --seed "$seed" $EXTRA)
         commands+=("bash ${words[*]}")
     done
 done

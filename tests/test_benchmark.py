@@ -4,6 +4,7 @@ sweep scripts' DRY_RUN output; launch.sh's start / resume / skip decision."""
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -90,12 +91,19 @@ def test_known_step_functions(tmp_path):
         per_task = {row["method"]: row for row in csv.DictReader(f)}
     assert float(per_task["drats_sac"]["push-v3"]) == pytest.approx(0.4)
     assert float(per_task["uniform_sac"]["reach-v3"]) == pytest.approx(1.0)
-    for figure in ["curves", "per_task", "task_distribution", "env_steps"]:
+    for figure in ["curves", "per_task", "per_task_curves", "task_distribution", "env_steps"]:
         assert (out / f"custom2_{figure}.png").stat().st_size > 10_000, figure
+    # DRATS minus Uniform: 0.6 - 1.0 in mean, 0.4 - 1.0 worst-task, seeds all alike: the interval is the point
+    with open(out / "custom2_differences.csv") as f:
+        (difference,) = csv.DictReader(f)
+    assert difference["method"] == "drats_sac" and difference["baseline"] == "uniform_sac"
+    for column, value in [("mean_success_difference", -0.4), ("worst_task_difference", -0.6)]:
+        assert [float(difference[column + end]) for end in ["", "_ci_low", "_ci_high"]] == pytest.approx([value] * 3)
     report = (out / "report.md").read_text()
     assert "| DRATS | 3 | 0.600 [0.600, 0.600]" in report and "| 60 [60, 60] |" in report
     assert "not reached (0/3)" in report
     assert "![custom2_curves.png](custom2_curves.png)" in report
+    assert "| DRATS - Uniform | 3 vs 3 | -0.400 [-0.400, -0.400] (excludes 0) | -0.600 [-0.600, -0.600] (excludes 0) |" in report
 
 
 def test_bootstrap_interval_spans_the_seeds(tmp_path):
@@ -111,6 +119,21 @@ def test_bootstrap_interval_spans_the_seeds(tmp_path):
     # reproducible: the same command gives the same interval
     run_report("--runs", str(runs), "--out", str(tmp_path / "again"))
     assert read_summary(tmp_path / "again")["uniform_sac"] == row
+
+
+def test_a_difference_within_the_seeds_spread_is_not_called_one(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, (u, d) in enumerate([(0.2, 0.3), (0.5, 0.6), (0.8, 0.4), (0.5, 0.7)], start=1):
+        make_run(runs, f"u{seed}", "uniform_sac", seed, lambda s, u=u: [u, u])
+        make_run(runs, f"d{seed}", "drats_sac", seed, lambda s, d=d: [d, 1.0])
+    out = tmp_path / "out"
+    run_report("--runs", str(runs), "--out", str(out))
+    with open(out / "custom2_differences.csv") as f:
+        (row,) = csv.DictReader(f)
+    point, low, high = (float(row[f"mean_success_difference{end}"]) for end in ["", "_ci_low", "_ci_high"])
+    assert point == pytest.approx(0.25) and low < point < high  # per seed (d + 1) / 2 against u
+    worst = [float(row[f"worst_task_difference{end}"]) for end in ["", "_ci_low", "_ci_high"]]
+    assert worst[0] == pytest.approx(0.5 - 0.5) and worst[1] < 0 < worst[2]  # same worst-task means: not a difference
 
 
 def test_partial_and_broken_runs_are_skipped_with_reasons(tmp_path):
@@ -260,3 +283,27 @@ def test_launch_starts_resumes_or_skips(tmp_path):
     assert called == ["--run-name early --seed 1"] and "moved to runs/early.incomplete-" in stdout
     aside = [d for d in os.listdir(tmp_path / "runs") if d.startswith("early.incomplete-")]
     assert len(aside) == 1 and (tmp_path / "runs" / aside[0] / "eval.csv").read_text() == "keep me"
+
+
+def test_launch_keeps_finished_runs_in_the_store_and_skips_them(tmp_path):
+    # study.sh's STORE: a finished run's config and CSV logs are copied there (no checkpoint); a run found there is
+    # done even where runs/ is gone, as on a fresh machine with the study's committed runs
+    script = tmp_path / "fake.py"
+    script.write_text("import sys; open('called.txt', 'a').write(' '.join(sys.argv[1:]) + '\\n')\n")
+    env = {**os.environ, "PYTHON": sys.executable, "STORE": "kept"}
+
+    def launch_run(name):
+        result = subprocess.run(["bash", os.path.join(ROOT, "benchmark", "launch.sh"), name, str(script), "--seed", "1"],
+                                check=False, cwd=tmp_path, capture_output=True, text=True, env=env)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    make_run(tmp_path / "runs", "done", "drats_sac", 1, lambda s: [0.0, 0.0], sampler=[(0, [0.5, 0.5])])
+    (tmp_path / "runs" / "done" / "checkpoint.pt").write_bytes(b"x")
+    assert "kept in kept/done" in launch_run("done")
+    assert sorted(os.listdir(tmp_path / "kept" / "done")) == ["config.json", "episodes.csv", "eval.csv", "sampler.csv"]
+    shutil.rmtree(tmp_path / "runs")
+    assert "finished and kept, nothing to do" in launch_run("done") and not (tmp_path / "called.txt").exists()
+    make_run(tmp_path / "runs", "halfway", "uniform_sac", 1, lambda s: [0.0, 0.0], total=TOTAL * 2)
+    (tmp_path / "runs" / "halfway" / "checkpoint.pt").write_bytes(b"x")
+    assert "kept" not in launch_run("halfway") and not (tmp_path / "kept" / "halfway").exists()  # unfinished: not kept
