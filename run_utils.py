@@ -1,6 +1,6 @@
-# The run machinery the algorithm scripts share, none of it the algorithm: the arguments' domains and --resume,
-# outputs and logs, checkpoints and random states, stop signals, progress, videos, CUDA-graph and CPU-memory
-# plumbing. The scripts import it as CleanRL's scripts import cleanrl_utils.
+# The run machinery the algorithm scripts share, none of it the algorithm: the command line and --resume (each
+# argument's domain: run_args.py), outputs and logs, checkpoints and random states, stop signals, progress, videos,
+# CUDA-graph and CPU-memory plumbing. The scripts import it as CleanRL's scripts import cleanrl_utils.
 import ctypes.util
 import csv
 import dataclasses

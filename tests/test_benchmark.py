@@ -246,6 +246,20 @@ def test_sweep_dry_run_is_the_cross_product(script, bench):
     assert all(line.endswith("--total-timesteps 1000") for line in lines)
 
 
+def test_study_runs_the_primary_comparison_first_and_the_weighted_variant_with_its_flag():
+    names = [line.split()[2] for line in dry_run("study.sh")]
+    primary = [f"study__{m}__{s}" for s in range(1, 11) for m in ["uniform_sac", "drats_sac"]]
+    assert names[:20] == primary and names[20:30] == [f"study__drats_sac_weighted__{s}" for s in range(1, 11)]
+    assert sorted(names[30:]) == sorted(f"study__{m}__{s}" for m in ["lp_sac", "smt_sac"] for s in range(1, 6))
+    for line in dry_run("study.sh"):
+        words = line.split()
+        weighted = "drats_sac_weighted" in words[2]
+        assert ("--drats-weighted-updates" in words) == weighted and ("--exp-name" in words) == weighted
+        assert "--tasks" in words and words[words.index("--total-timesteps") + 1] == "150000"
+    pilot = dry_run("study.sh", PILOT="1")
+    assert [line.split()[2] for line in pilot] == ["pilot__uniform_sac__1", "pilot__uniform_sac__2"]
+
+
 def test_sweep_rejects_bad_settings():
     for env, message in [({"METHODS": "sac"}, "METHODS: unknown method sac"), ({"SEEDS": "1 x"}, "SEEDS"),
                          ({"WORKERS": "0"}, "WORKERS")]:  # fmt: skip
