@@ -61,7 +61,7 @@ def read(Args, **kwargs):
             raise
         lines = [line.strip("│╭╮╰╯ ") for line in box.getvalue().splitlines()[1:]]
         message = " ".join(line for line in lines[: next(i for i, line in enumerate(lines + ["─"]) if line.startswith("─"))])
-        fail(f"{message.removeprefix('Error parsing ')} (see --help)")
+        fail(f"{(message or ' '.join(box.getvalue().split())).removeprefix('Error parsing ')} (see --help)")
 
 
 def check(args):
