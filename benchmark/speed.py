@@ -342,7 +342,7 @@ def main(args: Args):
         f"the full loop is uniform_sac.py itself (--vector-strategy {args.vector_strategy}) with evaluation off"
         + ("; with evaluation: the same loop up to the end of its first evaluation at the default interval (200,000 env steps, "
            "50 episodes per task)" if args.eval_loop else "") + "; peak memory is the training process's max RSS "
-        f"(CPU) or the device's max allocated memory during the update measurement (GPU).",
+        "(CPU) or the device's max allocated memory during the update measurement (GPU).",
         "",
         *table,
         "",

@@ -99,8 +99,10 @@ def test_every_argument_of_every_script_has_a_domain():
         assert {field.name for field in dataclasses.fields(load(script).Args)} <= set(DOMAIN), script
 
 
-@pytest.mark.parametrize("args", ISSUE_TABLE, ids=" ".join)
-def test_each_known_bad_input_gives_one_line_from_the_real_process(workdir, args):
+@pytest.mark.parametrize("args", [ISSUE_TABLE[1], ISSUE_TABLE[6], ISSUE_TABLE[9], ISSUE_TABLE[10]], ids=" ".join)
+def test_known_bad_inputs_give_one_line_from_the_real_process(workdir, args):
+    # a silent wrong run, a traceback from deep inside, a path for a name, the wrong type (the walk above tries
+    # every row in every script, in-process)
     result = run_script("drats_sac.py", *BASE, *args, cwd=workdir, timeout=60)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
