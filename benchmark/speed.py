@@ -3,7 +3,8 @@
 #   python benchmark/speed.py                                  # every configuration and mode the device supports
 #   python benchmark/speed.py --configs mt10 --modes fp32 bf16 # a subset
 #
-# For each configuration (MT10 and MT50 at Meta-World+ MTSAC's size, and the small one of the learning test)
+# For each configuration (MT10 and MT50 at Meta-World+ MTSAC's size, MT10 with 2 x 256 networks and batch 260, the
+# laptop size where the work around the matmuls dominates, and the small one of the learning test)
 # and each mode (eager fp32, --bf16, --compile, both, and --cudagraphs on a GPU) it measures
 # - updates/s of `learn`, the very function the training loop calls (imported from uniform_sac.py),
 #   on a replay buffer of random data: the median of --repeats timing windows, and their range (our
@@ -46,6 +47,7 @@ from uniform_sac import make_learner, resolve_args  # noqa: E402
 CONFIGS = {
     "mt10": (["--env-id", "MT10"], 10),
     "mt50": (["--env-id", "MT50"], 50),
+    "mt10-small": (["--env-id", "MT10", "--hidden-dims", "256", "256", "--batch-size", "260"], 10),
     # the learning test's: two tasks, one slot, 100-step episodes, 2 x 64 networks, batch 128
     "small": (["--tasks", "drawer-close-v3", "handle-press-v3", "--num-envs", "1", "--max-episode-steps", "100",
                "--hidden-dims", "64", "64", "--batch-size", "128"], 2),
@@ -58,7 +60,7 @@ OBS_DIM, ACT_DIM = 39, 4  # Meta-World's observation (before the one-hot) and ac
 
 @dataclass
 class Args:
-    configs: tuple[Literal["mt10", "mt50", "small"], ...] = ("mt10", "mt50", "small")
+    configs: tuple[Literal["mt10", "mt50", "mt10-small", "small"], ...] = ("mt10", "mt50", "mt10-small", "small")
     """configurations to measure"""
     modes: tuple[Literal["fp32", "bf16", "compile", "compile+bf16", "cudagraphs", "cudagraphs+bf16"], ...] = ()
     """modes to measure (unset: every mode the device supports; cudagraphs needs a GPU, and bf16 on a CPU needs AVX-512 or AMX)"""

@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 import tyro
-from conftest import ROOT, run_script
+from conftest import ROOT, TINY, run_script
 
 from uniform_sac import Args, make_learner, resolve_args
 
@@ -108,6 +108,18 @@ def test_compiled_update_matches_eager(monkeypatch, two_threads):
     for module in range(3):  # actor, critic, target critic
         for a, b in zip(eager[module].parameters(), compiled[module].parameters()):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_compiled_run_trains_to_its_end(workdir):
+    """--compile in a real run: the compiled losses and policy through warm-up, updates, evaluation and the final
+    checkpoint (a non-finite loss would stop it; the update itself is checked against eager above)."""
+    result = run_script("uniform_sac.py", "--tasks", "reach-v3", "push-v3", *TINY, "--total-timesteps", "1500", "--compile",
+                        "--run-name", "compiled", cwd=workdir, timeout=900)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = os.path.join(workdir, "runs", "compiled")
+    with open(os.path.join(run, "eval.csv")) as f:
+        assert [line.split(",")[0] for line in f.read().splitlines()[1:]] == ["1000", "1000", "1500", "1500"]
+    assert os.path.exists(os.path.join(run, "checkpoint.pt"))
 
 
 @pytest.mark.parametrize("fast_bf16", [True, False])
