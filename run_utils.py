@@ -5,7 +5,6 @@ import ctypes.util
 import csv
 import dataclasses
 import json
-import math
 import multiprocessing
 import os
 import random
@@ -268,7 +267,7 @@ def restore_checkpoint(state: dict, parts: dict, rng, device, eval_envs, captura
 def check_finite(logs, names: list[str], global_step: int, run_dir: str, progress):
     """A non-finite loss (from non-finite parameters or not) stops the run before it writes a checkpoint."""
     if logs is not None and not torch.isfinite(logs).all():
-        bad = [name for name, value in zip(names, logs.tolist()) if not math.isfinite(value)]
+        bad = [name for name, value in zip(names, logs.tolist()) if not np.isfinite(value)]
         path = os.path.join(run_dir, "checkpoint.pt")
         kept = f"the last good checkpoint, {path}, is kept" if os.path.exists(path) else "no checkpoint yet"
         progress.close()
@@ -339,9 +338,23 @@ class CapturedStep:
         return self.out
 
 
-def keep_freed_memory():
-    """Keep the update's freed blocks in the heap: glibc would give them back and fault them in afresh (docs/speed.md)."""
+def tune_for_cpu(compile: bool):
+    """The update on a CPU (docs/speed.md): glibc's heap keeps its freed blocks rather than fault them in afresh, and
+    --compile's backward gets the forward's tensors that eager's gets, not a bool mask per ReLU (slow on a CPU)."""
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None) if sys.platform.startswith("linux") else None
     if mallopt is not None:  # glibc's malloc (elsewhere nothing changes)
         mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: blocks up to 32 MB from the heap, not from mmap
         mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: the heap's free top handed back past 2 GiB only
+    if compile:  # imported here: the compiler's modules take a second to load
+        from torch._functorch.partitioners import default_partition
+        from torch._inductor.custom_graph_pass import CustomPartitionerFn
+        global EagerSplit  # a module's class: the compiler's cache pickles it by name
+
+        class EagerSplit(CustomPartitionerFn):
+            def __call__(self, joint_graph, joint_inputs, compiler=None, **kwargs):
+                return default_partition(joint_graph, joint_inputs, **kwargs)
+
+            def uuid(self):  # its part of the compiled-graph cache's key
+                return "default_partition"
+
+        torch._inductor.config.custom_partitioner_fn = EagerSplit()

@@ -51,7 +51,7 @@ def test_bf16_trains_fp32_master_weights():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
 def test_cpu_updates_reuse_freed_memory_instead_of_faulting_in_fresh_pages():
     # each update frees and allocates MB-sized tensors: with glibc's defaults each new one faults in its 4 KB
-    # pages afresh (~1,500-4,000 faults an update here), with make_learner's keep_freed_memory() hardly any
+    # pages afresh (~1,500-4,000 faults an update here), with make_learner's tune_for_cpu() hardly any
     *_, learn = learner(hidden=400, batch=1280)
     for _ in range(8):  # the heap grows to the update's working set
         learn()
@@ -108,6 +108,17 @@ def test_compiled_update_matches_eager(monkeypatch, two_threads):
     for module in range(3):  # actor, critic, target critic
         for a, b in zip(eager[module].parameters(), compiled[module].parameters()):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_compiled_update_saves_no_bool_mask_for_its_backward(two_threads):
+    # torch's own forward/backward split would save each ReLU's mask as a bool tensor, which its CPU code stores
+    # and loads an element at a time (the compiled update slower than eager); run_utils.tune_for_cpu's split saves
+    # what eager autograd saves
+    *_, learn = learner("--compile")
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.dtype) or t, lambda t: t):
+        learn()
+    assert saved and torch.bool not in saved, saved
 
 
 def test_compiled_run_trains_to_its_end(workdir):
