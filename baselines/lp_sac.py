@@ -83,7 +83,7 @@ class Args:
     bf16: bool = False
     """bfloat16 autocast for the networks (weights, optimizer state and losses stay fp32; on a CPU it needs AVX-512 or AMX)"""
     compile: bool = False
-    """torch.compile the losses (forward and backward) and the policy's forward pass (on a CPU, with --bf16: the fastest mode)"""
+    """torch.compile the losses (forward and backward) and the policy's forward pass (with --bf16, the fastest mode on our AMX CPU)"""
     cudagraphs: bool = False
     """replay the batch draw and gradient update as one captured CUDA graph (GPU only)"""
     track: bool = False
