@@ -82,7 +82,7 @@ class Args:
     bf16: bool = False
     """bfloat16 autocast for the networks (weights, optimizer state and losses stay fp32; on a CPU it needs AVX-512 or AMX)"""
     compile: bool = False
-    """torch.compile the losses (forward and backward) and the policy's forward pass (with --bf16, the fastest mode on our AMX CPU)"""
+    """torch.compile the losses (forward and backward), the batch draw and the policy (with --bf16: our AMX CPU's fastest mode)"""
     cudagraphs: bool = False
     """replay the batch draw and gradient update as one captured CUDA graph (GPU only)"""
     track: bool = False
@@ -433,8 +433,9 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
         alpha_loss = batch_mean(-log_alpha[task.flatten()] * (log_prob.detach() + args.target_entropy))
         return actor_loss, alpha_loss
 
-    if args.compile:  # the losses' forward and backward graphs and the policy's forward pass, fused by the compiler
+    if args.compile:  # the losses' forward and backward graphs, the batch draw and the policy's forward pass, fused
         critic_loss, actor_and_alpha_losses = torch.compile(critic_loss), torch.compile(actor_and_alpha_losses)
+        rb.sample = torch.compile(rb.sample)
         actor.policy = torch.compile(actor.forward)
 
     def update(obs, actions, rewards, next_obs, terminations, task):
