@@ -338,14 +338,14 @@ class CapturedStep:
         return self.out
 
 
-def tune_for_cpu(compile: bool):
+def tune_for_cpu(compiling: bool):
     """The update on a CPU (docs/speed.md): glibc's heap keeps its freed blocks rather than fault them in afresh, and
     --compile's backward gets the forward's tensors that eager's gets, not a bool mask per ReLU (slow on a CPU)."""
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None) if sys.platform.startswith("linux") else None
     if mallopt is not None:  # glibc's malloc (elsewhere nothing changes)
         mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: blocks up to 32 MB from the heap, not from mmap
         mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: the heap's free top handed back past 2 GiB only
-    if compile:  # imported here: the compiler's modules take a second to load
+    if compiling:  # imported here: the compiler's modules take a second to load
         from torch._functorch.partitioners import default_partition
         from torch._inductor.custom_graph_pass import CustomPartitionerFn
         global EagerSplit  # a module's class: the compiler's cache pickles it by name
