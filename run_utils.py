@@ -338,23 +338,50 @@ class CapturedStep:
         return self.out
 
 
-def tune_for_cpu(compiling: bool):
-    """The update on a CPU (docs/speed.md): glibc's heap keeps its freed blocks rather than fault them in afresh, and
-    --compile's backward gets the forward's tensors that eager's gets, not a bool mask per ReLU (slow on a CPU)."""
+def adam(params, **kwargs) -> torch.optim.Adam:
+    """torch's fused Adam, its state made now as its first step() would make it: adam_step's compiled form reads the
+    state and cannot create it inside its graph."""
+    optimizer = torch.optim.Adam(params, fused=True, **kwargs)
+    for p in optimizer.param_groups[0]["params"]:
+        optimizer.state[p].update(step=torch.zeros((), device=p.device), exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+    return optimizer
+
+
+def adam_step(optimizer: torch.optim.Adam, grads, max_grad_norm: float | None = None):
+    """optimizer.step() on `grads` (torch.autograd.grad's, one per parameter), their total norm first clipped to
+    max_grad_norm. Compiled (compile_update), the same rules in tensor ops: torch.optim's step() breaks a graph."""
+    (group,) = optimizer.param_groups
+    if not torch.compiler.is_compiling():
+        for p, g in zip(group["params"], grads):  # contiguous, as backward() leaves a gradient: on a CPU fused Adam
+            p.grad = g.contiguous()  # reads it in the parameter's memory order, and would scramble a transposed one
+        if max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(group["params"], max_grad_norm)
+        optimizer.step()
+        return
+    if max_grad_norm is not None:  # clip_grad_norm_'s rule
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        grads = [g * (max_grad_norm / (norm + 1e-6)).clamp(max=1.0) for g in grads]
+    beta1, beta2 = group["betas"]
+    with torch.no_grad():
+        for p, g in zip(group["params"], grads):  # torch's Adam without weight decay or amsgrad
+            state = optimizer.state[p]
+            state["step"] += 1
+            state["exp_avg"].lerp_(g, 1 - beta1)
+            state["exp_avg_sq"].mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            bias1, bias2 = 1 - beta1 ** state["step"], 1 - beta2 ** state["step"]
+            p.sub_(group["lr"] / bias1 * state["exp_avg"] / ((state["exp_avg_sq"] / bias2).sqrt() + group["eps"]))
+
+
+def compile_update(learn):
+    """torch.compile the whole of `learn` (batch draw, losses, gradients, adam_step) as one graph, a graph break an
+    error: one call runs the compiled kernels back to back. torch 2.13 traces torch.autograd.grad only when asked."""
+    torch._dynamo.config.trace_autograd_ops = True
+    return torch.compile(learn, fullgraph=True)
+
+
+def tune_for_cpu():
+    """The update on a CPU (docs/speed.md): glibc's heap keeps its freed blocks rather than fault them in afresh."""
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None) if sys.platform.startswith("linux") else None
     if mallopt is not None:  # glibc's malloc (elsewhere nothing changes)
         mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: blocks up to 32 MB from the heap, not from mmap
         mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: the heap's free top handed back past 2 GiB only
-    if compiling:  # imported here: the compiler's modules take a second to load
-        from torch._functorch.partitioners import default_partition
-        from torch._inductor.custom_graph_pass import CustomPartitionerFn
-        global EagerSplit  # a module's class: the compiler's cache pickles it by name
-
-        class EagerSplit(CustomPartitionerFn):
-            def __call__(self, joint_graph, joint_inputs, compiler=None, **kwargs):
-                return default_partition(joint_graph, joint_inputs, **kwargs)
-
-            def uuid(self):  # its part of the compiled-graph cache's key
-                return "default_partition"
-
-        torch._inductor.config.custom_partitioner_fn = EagerSplit()

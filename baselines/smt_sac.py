@@ -85,7 +85,7 @@ class Args:
     bf16: bool = False
     """bfloat16 autocast for the networks (weights, optimizer state and losses stay fp32; on a CPU it needs AVX-512 or AMX)"""
     compile: bool = False
-    """torch.compile the losses (forward and backward), the batch draw and the policy (with --bf16: our AMX CPU's fastest mode)"""
+    """torch.compile the whole update (batch draw, losses, gradients, Adam steps) as one graph, and the policy (with --bf16: our AMX CPU's fastest mode)"""
     cudagraphs: bool = False
     """replay the batch draw and gradient update as one captured CUDA graph (GPU only)"""
     track: bool = False
@@ -404,15 +404,15 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
     """The agent, its optimizers, the replay buffer, and `learn()`: one gradient step of the critics, the actor and
     the temperatures on a batch from the buffer, returning the losses as one device tensor (no host sync)."""
     if device.type == "cpu":
-        run_utils.tune_for_cpu(args.compile)
+        run_utils.tune_for_cpu()
     actor = Actor(obs_dim, act_dim, args.hidden_dims, num_tasks, args.bf16).to(device)
     critic = Critic(obs_dim, act_dim, args.hidden_dims, num_tasks).to(device)
     target_critic = Critic(obs_dim, act_dim, args.hidden_dims, num_tasks).to(device)
     target_critic.load_state_dict(critic.state_dict())
     target_critic.requires_grad_(False)
     log_alpha = torch.full((num_tasks,), math.log(args.initial_alpha), device=device, requires_grad=True)
-    # fused: one kernel per optimizer step; capturable: a captured CUDA graph keeps Adam's step counter on the device
-    adam = partial(torch.optim.Adam, eps=args.adam_eps, capturable=args.cudagraphs, fused=True)
+    # torch's fused Adam; capturable: a captured CUDA graph keeps Adam's step counter on the device
+    adam = partial(run_utils.adam, eps=args.adam_eps, capturable=args.cudagraphs)
     actor_optimizer = adam(actor.parameters(), lr=args.policy_lr)
     q_optimizer = adam(critic.parameters(), lr=args.q_lr)
     alpha_optimizer = adam([log_alpha], lr=args.alpha_lr)
@@ -444,33 +444,25 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
         alpha_loss = batch_mean(-log_alpha[task.flatten()] * (log_prob.detach() + args.target_entropy))
         return actor_loss, alpha_loss
 
-    if args.compile:  # the losses' forward and backward graphs, the batch draw and the policy's forward pass, fused
-        critic_loss, actor_and_alpha_losses = torch.compile(critic_loss), torch.compile(actor_and_alpha_losses)
-        rb.sample = torch.compile(rb.sample)
-        actor.policy = torch.compile(actor.forward)
-
     def update(obs, actions, rewards, next_obs, terminations, task):
+        # the gradients as values, not in .grad: so --compile takes the whole update into one graph
         qf_loss, q_mean = critic_loss(obs, actions, rewards, next_obs, terminations, task)
-        q_optimizer.zero_grad()
-        qf_loss.backward()
-        nn.utils.clip_grad_norm_(critic_params, args.max_grad_norm)
-        q_optimizer.step()
+        run_utils.adam_step(q_optimizer, torch.autograd.grad(qf_loss, critic_params), args.max_grad_norm)
         with torch.no_grad():  # else every target parameter keeps a graph that grows by one node per update
             torch._foreach_lerp_(target_params, critic_params, args.tau)
 
         actor_loss, alpha_loss = actor_and_alpha_losses(obs, task)
-        actor_optimizer.zero_grad()
-        alpha_optimizer.zero_grad()
-        # one backward for both: the actor's loss reaches only the actor, the temperatures' only log_alpha
-        (actor_loss + alpha_loss).backward()
-        nn.utils.clip_grad_norm_(actor_params, args.max_grad_norm)
-        actor_optimizer.step()
-        alpha_optimizer.step()
+        # one backward pass for both: the actor's loss reaches only the actor, the temperatures' only log_alpha
+        *actor_grads, alpha_grad = torch.autograd.grad(actor_loss + alpha_loss, [*actor_params, log_alpha])
+        run_utils.adam_step(actor_optimizer, actor_grads, args.max_grad_norm)
+        run_utils.adam_step(alpha_optimizer, [alpha_grad])
         return torch.stack([qf_loss, actor_loss, alpha_loss, q_mean]).detach()
 
     def learn():
         return update(*rb.sample(args.batch_size))
 
+    if args.compile:  # the whole update, batch draw to Adam steps, as one graph; and the policy's forward pass
+        learn, actor.policy = run_utils.compile_update(learn), torch.compile(actor.forward)
     if args.cudagraphs:
         learn = run_utils.CapturedStep(learn)
     optimizers = (actor_optimizer, q_optimizer, alpha_optimizer)

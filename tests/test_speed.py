@@ -1,5 +1,5 @@
 """The fast paths: --bf16 keeps fp32 master weights (and warns on a CPU without a fast bf16 matmul), --compile
-computes the same update as eager, a CPU update reuses freed memory, --cudagraphs is refused without a GPU, and
+computes the same update as eager in one graph (run_utils.adam_step: torch's Adam, eager or compiled), a CPU update reuses freed memory, --cudagraphs is refused without a GPU, and
 benchmark/speed.py records the update's matmuls and writes its table."""
 
 import math
@@ -94,31 +94,68 @@ def two_threads():
     torch.set_num_threads(threads)
 
 
-def test_compiled_update_matches_eager(monkeypatch, two_threads):
+def test_compiled_update_matches_eager(two_threads):
     import torch._inductor.config
 
-    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # the compiled code draws eager's noise
     eager, compiled = learner(), learner("--compile")
     for _ in range(3):
         torch.manual_seed(5)
         logs_eager = eager[-1]()
         torch.manual_seed(5)
-        logs_compiled = compiled[-1]()
+        with torch._inductor.config.patch(fallback_random=True):  # the compiled code draws eager's noise
+            logs_compiled = compiled[-1]()
         torch.testing.assert_close(logs_compiled, logs_eager, rtol=1e-4, atol=1e-5)
     for module in range(3):  # actor, critic, target critic
         for a, b in zip(eager[module].parameters(), compiled[module].parameters()):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_compiled_update_saves_no_bool_mask_for_its_backward(two_threads):
-    # torch's own forward/backward split would save each ReLU's mask as a bool tensor, which its CPU code stores
-    # and loads an element at a time (the compiled update slower than eager); run_utils.tune_for_cpu's split saves
-    # what eager autograd saves
+def test_compiled_update_is_one_graph_without_autograd_at_run_time(two_threads):
+    # compile_update's fullgraph: a graph break raises; one graph that holds its own backward records no autograd
+    # node when it runs (the old split update saved a forward's tensors for a separate backward at every call)
     *_, learn = learner("--compile")
+    learn()
     saved = []
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.dtype) or t, lambda t: t):
-        learn()
-    assert saved and torch.bool not in saved, saved
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t, lambda t: t):
+        logs = learn()
+    assert saved == [] and not logs.requires_grad, saved
+
+
+def adam_runs(steps: int = 4):
+    """Parameters after `steps` Adam steps with clipping: torch's own (backward, clip_grad_norm_, step) and
+    run_utils.adam_step's eager and compiled forms, on gradients one of which is transposed in memory."""
+    import run_utils
+
+    def start():
+        torch.manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(2, 3, 8)), torch.nn.Parameter(torch.randn(5))]
+        return params, run_utils.adam(params, lr=0.1, eps=1e-5)
+
+    def loss(params, x, scale):  # x @ w.mT: w's gradient comes out of autograd transposed (strides (24, 1, 3))
+        return (torch.bmm(x, params[0].mT).pow(3).sum() + params[1].pow(2).sum() * scale) * 10
+
+    xs = torch.randn(steps, 2, 6, 8, generator=torch.Generator().manual_seed(1))
+    (params, optimizer), (eager, eager_optimizer), (comp, comp_optimizer) = start(), start(), start()
+    assert not torch.autograd.grad(loss(params, xs[0], 1.0), params)[0].is_contiguous()
+    torch._dynamo.config.trace_autograd_ops = True
+    compiled = torch.compile(lambda x, s: run_utils.adam_step(comp_optimizer, torch.autograd.grad(loss(comp, x, s), comp), 1.0), fullgraph=True)
+    for step in range(steps):
+        optimizer.zero_grad()
+        loss(params, xs[step], step + 1.0).backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        run_utils.adam_step(eager_optimizer, torch.autograd.grad(loss(eager, xs[step], step + 1.0), eager), 1.0)
+        compiled(xs[step], step + 1.0)
+    return params, eager, comp
+
+
+def test_adam_step_is_torchs_adam_eager_exactly_and_compiled_to_rounding(two_threads):
+    # eager, a transposed gradient must reach fused Adam in its parameter's layout (backward() copies it so;
+    # torch 2.13's CPU kernel would read it in memory order, each element applied to another's weight)
+    reference, eager, compiled = adam_runs()
+    assert all(torch.equal(a, b) for a, b in zip(reference, eager))
+    for a, b in zip(reference, compiled):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_compiled_run_trains_to_its_end(workdir):
