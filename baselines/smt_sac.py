@@ -441,7 +441,9 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
             # the actor's loss needs no gradient for the critics' weights: it sees them detached
             q_pi = critic(obs, pi, task, frozen=True).min(0).values
         actor_loss = batch_mean(alpha * log_prob - q_pi)
-        alpha_loss = batch_mean(-log_alpha[task.flatten()] * (log_prob.detach() + args.target_entropy))
+        # block k's temperature broadcast, not gathered: a gather's gradient is a scatter, which torch 2.13's CPU
+        # compiler failed on in the one-graph update with weighted task blocks (drats_sac.py)
+        alpha_loss = batch_mean(-log_alpha[:, None].expand(task.shape).flatten() * (log_prob.detach() + args.target_entropy))
         return actor_loss, alpha_loss
 
     def update(obs, actions, rewards, next_obs, terminations, task):

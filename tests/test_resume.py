@@ -82,6 +82,9 @@ def test_a_stop_during_the_last_round_finishes_the_run(workdir):
     while not (os.path.exists(episodes) and len(open(episodes).read().splitlines()) >= 3):  # the first round is over
         assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
         time.sleep(0.05)
+    # past the last round's start, where a stop would still be taken (episodes.csv is written just before it);
+    # the round's 500 steps with updates take seconds
+    time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]

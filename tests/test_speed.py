@@ -110,6 +110,35 @@ def test_compiled_update_matches_eager(two_threads):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_compiled_drats_update_with_weighted_blocks_matches_eager(two_threads):
+    # the task weights reach the temperatures' gradient too: as a gather's scatter, the one-graph update
+    # did not compile on a CPU (an inductor assertion)
+    import torch._inductor.config
+    from drats_sac import Args as DratsArgs, make_learner as drats_learner, resolve_args as drats_resolve
+
+    def build(*flags):
+        args = drats_resolve(tyro.cli(DratsArgs, args=["--tasks", "reach-v3", "push-v3", "--hidden-dims", "32", "32", "--batch-size", "64",
+                                                       "--buffer-size", "2000", "--no-cuda", "--run-name", "drats-speed-test",
+                                                       "--drats-weighted-updates", *flags]))  # fmt: skip
+        torch.manual_seed(0)
+        *parts, rb, learn = drats_learner(args, OBS, ACT, K, torch.device("cpu"))
+        generator = torch.Generator().manual_seed(1)
+        for buffer in (rb.obs, rb.next_obs, rb.actions, rb.rewards):
+            buffer.copy_(torch.randn(buffer.shape, generator=generator))
+        rb.size.fill_(rb.capacity)
+        learn.task_weight.copy_(torch.tensor([1.6, 0.4]))
+        return learn
+
+    eager, compiled = build(), build("--compile")
+    for _ in range(2):
+        torch.manual_seed(5)
+        logs_eager = eager()
+        torch.manual_seed(5)
+        with torch._inductor.config.patch(fallback_random=True):
+            logs_compiled = compiled()
+        torch.testing.assert_close(logs_compiled, logs_eager, rtol=1e-4, atol=1e-5)
+
+
 def test_compiled_update_is_one_graph_without_autograd_at_run_time(two_threads):
     # compile_update's fullgraph: a graph break raises; one graph that holds its own backward records no autograd
     # node when it runs (the old split update saved a forward's tensors for a separate backward at every call)
