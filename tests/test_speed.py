@@ -114,18 +114,10 @@ def test_compiled_drats_update_with_weighted_blocks_matches_eager(two_threads):
     # the task weights reach the temperatures' gradient too: as a gather's scatter, the one-graph update
     # did not compile on a CPU (an inductor assertion)
     import torch._inductor.config
-    from drats_sac import Args as DratsArgs, make_learner as drats_learner, resolve_args as drats_resolve
+    from test_long_runs import small_learner
 
     def build(*flags):
-        args = drats_resolve(tyro.cli(DratsArgs, args=["--tasks", "reach-v3", "push-v3", "--hidden-dims", "32", "32", "--batch-size", "64",
-                                                       "--buffer-size", "2000", "--no-cuda", "--run-name", "drats-speed-test",
-                                                       "--drats-weighted-updates", *flags]))  # fmt: skip
-        torch.manual_seed(0)
-        *parts, rb, learn = drats_learner(args, OBS, ACT, K, torch.device("cpu"))
-        generator = torch.Generator().manual_seed(1)
-        for buffer in (rb.obs, rb.next_obs, rb.actions, rb.rewards):
-            buffer.copy_(torch.randn(buffer.shape, generator=generator))
-        rb.size.fill_(rb.capacity)
+        learn = small_learner("drats_sac", "--drats-weighted-updates", *flags)[-1]
         learn.task_weight.copy_(torch.tensor([1.6, 0.4]))
         return learn
 
@@ -166,8 +158,7 @@ def adam_runs(steps: int = 4):
     xs = torch.randn(steps, 2, 6, 8, generator=torch.Generator().manual_seed(1))
     (params, optimizer), (eager, eager_optimizer), (comp, comp_optimizer) = start(), start(), start()
     assert not torch.autograd.grad(loss(params, xs[0], 1.0), params)[0].is_contiguous()
-    torch._dynamo.config.trace_autograd_ops = True
-    compiled = torch.compile(lambda x, s: run_utils.adam_step(comp_optimizer, torch.autograd.grad(loss(comp, x, s), comp), 1.0), fullgraph=True)
+    compiled = run_utils.compile_update(lambda x, s: run_utils.adam_step(comp_optimizer, torch.autograd.grad(loss(comp, x, s), comp), 1.0))
     for step in range(steps):
         optimizer.zero_grad()
         loss(params, xs[step], step + 1.0).backward()
@@ -188,7 +179,7 @@ def test_adam_step_is_torchs_adam_eager_exactly_and_compiled_to_rounding(two_thr
 
 
 def test_compiled_run_trains_to_its_end(workdir):
-    """--compile in a real run: the compiled losses and policy through warm-up, updates, evaluation and the final
+    """--compile in a real run: the compiled update and policy through warm-up, updates, evaluation and the final
     checkpoint (a non-finite loss would stop it; the update itself is checked against eager above)."""
     result = run_script("uniform_sac.py", "--tasks", "reach-v3", "push-v3", *TINY, "--total-timesteps", "1500", "--compile",
                         "--run-name", "compiled", cwd=workdir, timeout=900)  # fmt: skip
