@@ -66,8 +66,8 @@ class Args:
     """initial temperature of every task"""
     target_entropy: float | None = None
     """target policy entropy (unset: minus the action dimension, -4)"""
-    max_q_value: float = 5000.0
-    """Q targets and predictions are clipped to [-max, max] (500 steps x the largest reward 10)"""
+    max_q_value: float | None = None
+    """clip Q targets and predictions to [-max, max]; where it binds it also stops the critic's gradient (unset: off)"""
     eval_interval: int = 200_000
     """env steps between evaluations (there is always one at the end)"""
     eval_episodes: int = 50
@@ -406,14 +406,18 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
         """The mean over the batch (the last dim), whose K task-major blocks are equal: every task weighs 1/K."""
         return x.mean()
 
+    def clip_q(q):
+        """--max-q-value, when it is set (it is off by default)."""
+        return q if args.max_q_value is None else q.clamp(-args.max_q_value, args.max_q_value)
+
     def critic_loss(obs, actions, rewards, next_obs, terminations, task):
         alpha = log_alpha.detach().exp()[task.flatten()]
         with torch.no_grad(), autocast():
             next_actions, next_log_prob = actor.sample(next_obs, task)
             next_q = target_critic(next_obs, next_actions, task).min(0).values - alpha * next_log_prob
-            q_target = (rewards + args.gamma * (1 - terminations) * next_q).clamp(-args.max_q_value, args.max_q_value)
+            q_target = clip_q(rewards + args.gamma * (1 - terminations) * next_q)
         with autocast():
-            q = critic(obs, actions, task).clamp(-args.max_q_value, args.max_q_value)
+            q = clip_q(critic(obs, actions, task))
         return batch_mean((q - q_target).pow(2)), q.detach().mean()
 
     def actor_and_alpha_losses(obs, task):

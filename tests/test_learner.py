@@ -1,0 +1,32 @@
+"""The SAC learner's rules that a reader could get wrong: Q-values are not clipped unless asked."""
+
+import pytest
+import torch
+from test_long_runs import SAC_SCRIPTS, small_learner
+
+
+def critic_above(value: float, script: str, *flags: str):
+    """A learner whose critics all predict about `value`, with rewards of 10 in its buffer, and learn() run 5 times:
+    its critic parameters before and after."""
+    actor, critic, target_critic, log_alpha, optimizers, rb, learn = small_learner(script, *flags)
+    with torch.no_grad():
+        for net in (critic, target_critic):
+            net.net.biases[-1].fill_(value)
+        rb.rewards.fill_(10.0)
+    before = [p.detach().clone() for p in critic.parameters()]
+    for _ in range(5):
+        learn()
+    return before, [p.detach() for p in critic.parameters()]
+
+
+@pytest.mark.parametrize("script", SAC_SCRIPTS)
+def test_the_critic_still_learns_where_q_is_above_5000(script):
+    # a Q-value near 6000 (a critic that has diverged, or larger rewards): the TD error is about 50, and the
+    # critic must follow it; a clip at 5000 would clamp Q and its target alike and stop the gradient
+    before, after = critic_above(6000.0, script)
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+
+
+def test_max_q_value_when_set_clips_and_stops_the_gradient_where_it_binds():
+    before, after = critic_above(6000.0, "uniform_sac", "--max-q-value", "5000")
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
