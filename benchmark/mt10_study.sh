@@ -24,4 +24,4 @@ SEEDS="${SEEDS:-1 2 3 4 5 6 7 8 9 10}"
 if [ "${REPORT_ONLY:-0}" != 1 ]; then
     source benchmark/sweep.sh
 fi
-[ "${DRY_RUN:-0}" = 1 ] || "${PYTHON:-python}" benchmark/report.py --runs "$STORE" docs/mt10/reference --out docs/mt10
+[ "${DRY_RUN:-0}" = 1 ] || "${PYTHON:-python}" benchmark/report.py --runs "$STORE" docs/mt10/reference --out docs/mt10 --at 1000000 2000000

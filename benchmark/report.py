@@ -8,8 +8,11 @@
 #                                 rliable), final worst-task success, final mean evaluation return,
 #                                 env steps to 50% / 80%, seeds
 #   <bench>_per_task.md / .csv    final success per method x task (mean over seeds)
-#   <bench>_differences.md / .csv each method minus Uniform (on its learner): final mean and worst-task
-#                                 success, with 95% bootstrap intervals over the seeds of both
+#   <bench>_differences.md / .csv each method minus Uniform (on its learner), and our Uniform minus the
+#                                 reference's MTSAC: final mean and worst-task success, with 95% bootstrap
+#                                 intervals over the seeds of both
+#   <bench>_at.md / .csv          with --at: mean and worst-task success and the same differences at those steps
+#   <bench>_tasks_by_method.png   each task's success against env steps, a panel per task, a line per method
 #   <bench>_curves.png            mean success, worst-task success and mean evaluation return against
 #                                 env steps, 95% CI bands
 #   <bench>_per_task.png          the per-task table as a heatmap
@@ -45,7 +48,10 @@ METHOD_LABELS = {
     "drats_ppo": "DRATS (PPO)",
     "lp_ppo": "LP (PPO)",
     "smt_ppo": "SMT (PPO)",
+    "reference_mtsac": "Meta-World+ MTSAC (reference)",
 }
+# the pairs compared, beyond each method against the Uniform of its learner: our learner against the reference's
+REFERENCE_PAIRS = [("uniform_sac", "reference_mtsac")]
 
 
 @dataclass
@@ -68,6 +74,9 @@ class Args:
     """bootstrap resamples for every confidence interval"""
     bootstrap_seed: int = 0
     """seed of the bootstrap, so a report is reproducible"""
+    at: tuple[int, ...] = ()
+    """env steps at which to tabulate mean and worst-task success and the differences too, e.g. 1000000 2000000
+    (from each run's evaluation at that step)"""
 
 
 @dataclass
@@ -250,11 +259,12 @@ def summarize(bench: str, runs: list[Run], args: Args, out: str) -> tuple[str, l
     with open(os.path.join(out, f"{bench}_per_task.md"), "w") as f:
         f.write("\n".join(task_md) + "\n")
 
-    diff_md = differences(bench, final, args, out)
+    diff_md = differences(bench, final, args, out) + at_steps(bench, by_method, args, out)
 
     figures = [
         plot_curves(bench, by_method, args, out),
         plot_per_task_curves(bench, by_method, tasks, out),
+        plot_tasks_by_method(bench, by_method, tasks, out),
         plot_heatmap(bench, methods, tasks, per_task, out),
         plot_task_distribution(bench, by_method, tasks, out),
         plot_env_steps(bench, by_method, tasks, out),
@@ -292,35 +302,91 @@ def bootstrap_difference(a: np.ndarray, b: np.ndarray, args: Args) -> tuple[floa
     return float(a.mean() - b.mean()), *map(float, np.percentile(resampled, [2.5, 97.5]))
 
 
-def differences(bench: str, final: dict[str, np.ndarray], args: Args, out: str) -> list[str]:
-    """Each method minus Uniform on the same learner: final mean success and worst-task success per seed, with the
-    bootstrap interval of the difference. Returns its Markdown (nothing without a Uniform to compare with)."""
-    header = ["method", "baseline", "seeds", "baseline_seeds", "mean_success_difference", "mean_success_difference_ci_low",
-              "mean_success_difference_ci_high", "worst_task_difference", "worst_task_difference_ci_low",
-              "worst_task_difference_ci_high"]  # fmt: skip
-    md = ["Each method minus Uniform on the same learner (final success, per seed; 95% percentile-bootstrap interval of "
-          "the difference of means, the seeds of each method resampled on their own). An interval that excludes 0 is a "
-          "difference at the 5% level.", "",
-          "| method - Uniform | seeds | mean success difference [95% CI] | worst-task success difference [95% CI] |",
-          "|---|---|---|---|"]  # fmt: skip
-    rows = []
-    for m, scores in final.items():
+def compared_pairs(methods) -> list[tuple[str, str]]:
+    """(method, baseline): each method minus the Uniform of its learner, and ours minus the reference."""
+    pairs = []
+    for m in methods:
         baseline = "uniform_ppo" if m.endswith("_ppo") else "uniform_sac"
-        if m == baseline or baseline not in final:
-            continue
-        mean = bootstrap_difference(scores.mean(axis=1), final[baseline].mean(axis=1), args)
-        worst = bootstrap_difference(scores.min(axis=1), final[baseline].min(axis=1), args)
-        rows.append([m, baseline, len(scores), len(final[baseline]), *mean, *worst])
-        verdict = lambda d: " (excludes 0)" if d[1] > 0 or d[2] < 0 else ""  # noqa: E731
-        md.append(f"| {label(m)} - {label(baseline)} | {len(scores)} vs {len(final[baseline])} | "
-                  f"{mean[0]:+.3f} [{mean[1]:+.3f}, {mean[2]:+.3f}]{verdict(mean)} | "
-                  f"{worst[0]:+.3f} [{worst[1]:+.3f}, {worst[2]:+.3f}]{verdict(worst)} |")  # fmt: skip
+        if m != baseline and baseline in methods and m != "reference_mtsac":
+            pairs.append((m, baseline))
+    return pairs + [(a, b) for a, b in REFERENCE_PAIRS if a in methods and b in methods]
+
+
+def difference_rows(scores: dict[str, np.ndarray], args: Args) -> tuple[list[list], list[str]]:
+    """For each compared pair, mean success and worst-task success per seed (scores: (seeds, tasks)), the difference
+    of means with its bootstrap interval: CSV rows and Markdown table rows."""
+    rows, md = [], []
+    for m, baseline in compared_pairs(scores):
+        mean = bootstrap_difference(scores[m].mean(axis=1), scores[baseline].mean(axis=1), args)
+        worst = bootstrap_difference(scores[m].min(axis=1), scores[baseline].min(axis=1), args)
+        rows.append([m, baseline, len(scores[m]), len(scores[baseline]), *mean, *worst])
+        md.append(f"| {label(m)} - {label(baseline)} | {len(scores[m])} vs {len(scores[baseline])} | "
+                  f"{fmt_difference(mean)} | {fmt_difference(worst)} |")  # fmt: skip
+    return rows, md
+
+
+def fmt_difference(d: tuple[float, float, float]) -> str:
+    excludes = " (excludes 0)" if d[1] > 0 or d[2] < 0 else ""
+    return f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]{excludes}"
+
+
+DIFFERENCE_HEADER = ["method", "baseline", "seeds", "baseline_seeds", "mean_success_difference",
+                     "mean_success_difference_ci_low", "mean_success_difference_ci_high", "worst_task_difference",
+                     "worst_task_difference_ci_low", "worst_task_difference_ci_high"]  # fmt: skip
+
+
+def differences(bench: str, final: dict[str, np.ndarray], args: Args, out: str) -> list[str]:
+    """Each method minus Uniform on the same learner, and ours minus the reference: final mean success and
+    worst-task success per seed, with the bootstrap interval of the difference. Returns its Markdown (nothing
+    without a pair to compare)."""
+    md = ["Each method minus Uniform on the same learner, and our Uniform minus the reference (final success, per "
+          "seed; 95% percentile-bootstrap interval of the difference of means, the seeds of each method resampled on "
+          "their own). An interval that excludes 0 is a difference at the 5% level.", "",
+          "| method - baseline | seeds | mean success difference [95% CI] | worst-task success difference [95% CI] |",
+          "|---|---|---|---|"]  # fmt: skip
+    rows, table = difference_rows(final, args)
     if not rows:
         return []
-    write_csv(os.path.join(out, f"{bench}_differences.csv"), header, rows)
+    write_csv(os.path.join(out, f"{bench}_differences.csv"), DIFFERENCE_HEADER, rows)
     with open(os.path.join(out, f"{bench}_differences.md"), "w") as f:
-        f.write("\n".join(md[2:]) + "\n")
-    return [*md, ""]
+        f.write("\n".join(md[2:] + table) + "\n")
+    return [*md, *table, ""]
+
+
+def at_steps(bench: str, by_method: dict[str, list[Run]], args: Args, out: str) -> list[str]:
+    """Mean and worst-task success at each --at step (each run's evaluation there; a run without one is left out),
+    and the compared pairs' differences there: <bench>_at.md / .csv. Returns its Markdown."""
+    header = ["env_steps", "method", "seeds", "mean_success", "mean_success_ci_low", "mean_success_ci_high",
+              "worst_task_success", "worst_task_success_ci_low", "worst_task_success_ci_high"]  # fmt: skip
+    rows, diff_rows = [], []
+    md = ["| env steps | method | seeds | mean success [95% CI] | worst-task success [95% CI] |", "|---|---|---|---|---|"]
+    diff_md = ["| env steps | method - baseline | seeds | mean success difference [95% CI] | "
+               "worst-task success difference [95% CI] |", "|---|---|---|---|---|"]  # fmt: skip
+    for step in args.at:
+        scores = {m: np.array([r.success[r.steps == step][0] for r in rs if step in r.steps]) for m, rs in by_method.items()}
+        scores = {m: s for m, s in scores.items() if len(s)}
+        if not scores:
+            continue
+        mean_point, mean_ci = interval({m: s.mean(axis=1, keepdims=True) for m, s in scores.items()},
+                                       lambda x: np.array([metrics.aggregate_mean(x)]), args)  # fmt: skip
+        worst_point, worst_ci = interval({m: s.min(axis=1, keepdims=True) for m, s in scores.items()},
+                                         lambda x: np.array([metrics.aggregate_mean(x)]), args)  # fmt: skip
+        for m, s in scores.items():
+            rows.append([step, m, len(s), mean_point[m][0], *mean_ci[m][:, 0], worst_point[m][0], *worst_ci[m][:, 0]])
+            md.append(f"| {step:,} | {label(m)} | {len(s)} | {fmt_ci(mean_point[m][0], *mean_ci[m][:, 0])} | "
+                      f"{fmt_ci(worst_point[m][0], *worst_ci[m][:, 0])} |")  # fmt: skip
+        pair_rows, pair_md = difference_rows(scores, args)
+        diff_rows += [[step, *row] for row in pair_rows]
+        diff_md += [f"| {step:,} {line}" for line in pair_md]
+    if not rows:
+        return []
+    write_csv(os.path.join(out, f"{bench}_at.csv"), header, rows)
+    write_csv(os.path.join(out, f"{bench}_at_differences.csv"), ["env_steps", *DIFFERENCE_HEADER], diff_rows)
+    with open(os.path.join(out, f"{bench}_at.md"), "w") as f:
+        f.write("\n".join(md) + "\n\n" + "\n".join(diff_md) + "\n")
+    intro = (f"Success at {', '.join(f'{s:,}' for s in args.at)} env steps (each run's evaluation there; 95% "
+             "percentile-bootstrap intervals over seeds), and the compared pairs' differences there:")
+    return [intro, "", *md, "", *diff_md, ""]
 
 
 def write_csv(path: str, header: list[str], rows: list[list]):
@@ -370,6 +436,30 @@ def plot_per_task_curves(bench: str, by_method: dict[str, list[Run]], tasks: lis
     axes[0].set_ylim(-0.02, 1.02)
     axes[-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
     return save(fig, out, f"{bench}_per_task_curves.png")
+
+
+def plot_tasks_by_method(bench: str, by_method: dict[str, list[Run]], tasks: list[str], out: str) -> str | None:
+    """Each task's success against env steps, a panel per task, a line per method (mean over seeds): where
+    methods (ours and the reference, DRATS and Uniform) part, task by task."""
+    if len(by_method) < 2 or len(tasks) > 20:
+        return None
+    cols = min(5, len(tasks))
+    rows = math.ceil(len(tasks) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), sharex=True, sharey=True, squeeze=False)
+    grid = common_grid([r for rs in by_method.values() for r in rs])
+    for t, (ax, task) in enumerate(zip(axes.flat, tasks)):
+        for m, rs in by_method.items():
+            success = np.mean([np.interp(grid, r.steps, r.success[:, t]) for r in rs], axis=0)
+            ax.plot(grid, success, label=f"{label(m)} ({seeds(len(rs))})")
+        ax.set_title(task, fontsize=9)
+        steps_axis(ax)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(tasks) :]:
+        ax.axis("off")
+    axes[0, 0].set_ylim(-0.02, 1.02)
+    axes[0, 0].set_ylabel("success (mean over seeds)")
+    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    return save(fig, out, f"{bench}_tasks_by_method.png")
 
 
 def plot_heatmap(bench: str, methods: list[str], tasks: list[str], per_task: np.ndarray, out: str) -> str:
