@@ -1,6 +1,8 @@
 # The run machinery the algorithm scripts share, none of it the algorithm: the command line and --resume (each
 # argument's domain: run_args.py), outputs and logs, checkpoints and random states, stop signals, progress, videos,
 # CUDA-graph and CPU-memory plumbing. The scripts import it as CleanRL's scripts import cleanrl_utils.
+import atexit
+import collections
 import ctypes.util
 import csv
 import dataclasses
@@ -13,11 +15,19 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from importlib.metadata import version
 
 # headless rendering for --capture-video, set before mujoco loads: EGL, or off where no EGL library is installed
 # (as on many GPU nodes), so that mujoco still loads
 os.environ.setdefault("MUJOCO_GL", "egl" if ctypes.util.find_library("EGL") else "disable")
+# torch's OpenMP threads wait for work asleep, not spinning: a spinning thread steals the core of a run beside it
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+try:  # mujoco loads the GL backend that MUJOCO_GL names as it is imported: a bad one fails here, in one line
+    import mujoco
+except (ImportError, RuntimeError, AttributeError) as error:
+    sys.exit(f"error: MUJOCO_GL={os.environ['MUJOCO_GL']}: mujoco cannot load it ({error}); unset MUJOCO_GL, or set it "
+             "to egl (headless rendering) or disable (no rendering)")  # fmt: skip
 
 import numpy as np  # noqa: E402
 import run_args  # noqa: E402
@@ -45,8 +55,8 @@ def check_common(args, resuming: bool) -> int:
         fail("--tasks: a task is listed twice")
     if args.eval_envs_per_task > args.eval_episodes:
         fail(f"--eval-envs-per-task must be at most --eval-episodes ({args.eval_episodes}), got {args.eval_envs_per_task}")
-    if args.capture_video and os.environ["MUJOCO_GL"].lower() in ("disable", "disabled", "off", "false", "0"):
-        fail("--capture-video: no OpenGL library to render with (install libEGL, e.g. apt install libegl1, or set MUJOCO_GL=osmesa)")
+    if args.capture_video:
+        check_rendering()
     on_gpu = args.cuda and torch.cuda.is_available()
     if getattr(args, "cudagraphs", False) and not on_gpu:
         fail("--cudagraphs needs a CUDA device (and --cuda); on a CPU, --bf16 is the fast path")
@@ -60,6 +70,27 @@ def check_common(args, resuming: bool) -> int:
     if not resuming and os.path.exists(os.path.join("runs", args.run_name)):
         fail(f"--run-name: runs/{args.run_name} already exists; choose another name or --resume it (a run is never overwritten)")
     return k
+
+
+def warn_if_longer_than_run(flag: str, window: int, args):
+    """A sampler whose window (env steps per slot, in whole episodes or rollouts) outlasts the run never changes its
+    task distribution: say so at the start."""
+    run = args.total_timesteps // args.num_envs
+    if window > run:
+        print(f"warning: {flag} ({window:,} env steps per slot) is longer than this run ({run:,} per slot), so the task "
+              f"distribution never changes; pass a shorter {flag}", file=sys.stderr)  # fmt: skip
+
+
+def check_rendering():
+    """--capture-video renders with the GL backend of MUJOCO_GL: fail now, not at the first evaluation, if it cannot."""
+    if os.environ["MUJOCO_GL"].lower() in ("disable", "disabled", "off", "false", "0"):
+        fail("--capture-video: no OpenGL library to render with (install libEGL, e.g. apt install libegl1, or set MUJOCO_GL=osmesa)")
+    try:
+        context = mujoco.GLContext(8, 8)
+        context.make_current()
+        context.free()
+    except Exception as error:
+        fail(f"--capture-video: MUJOCO_GL={os.environ['MUJOCO_GL']} cannot render here ({type(error).__name__}: {error})")
 
 
 def parse_args(Args, resolve_args):
@@ -96,6 +127,8 @@ def seed_everything(args):
 def check_output_location(run_dir: str, checkpointed=None):
     """Fail before training, not days into it, where the run cannot write its outputs, or its checkpoints of the
     `checkpointed` object's tensors (a replay buffer: a new checkpoint is written beside the old one)."""
+    if not os.path.exists(run_dir):
+        atexit.register(remove_if_it_never_started, run_dir)
     try:
         os.makedirs(run_dir, exist_ok=True)
         open(os.path.join(run_dir, ".write-test"), "w").close()
@@ -107,13 +140,26 @@ def check_output_location(run_dir: str, checkpointed=None):
         fail(f"{run_dir}: {free / 1e9:.1f} GB free, checkpoints need about {needed / 1e9:.1f} GB (see --no-checkpoint-buffer)")
 
 
+def remove_if_it_never_started(run_dir: str):
+    """At exit, the run directory this process created, if the run failed before it trained (no checkpoint, no
+    training episode): a rerun with the same name then starts afresh. A run that trained keeps its logs."""
+    if RunLog.closed or os.path.exists(os.path.join(run_dir, "checkpoint.pt")) or RunLog.rounds_logged:
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    print(f"{run_dir} removed: the run stopped before it trained", file=sys.stderr)
+
+
 class RunLog:
     """What a run writes besides its checkpoints: config.json, TensorBoard (and wandb with --track), eval.csv,
     episodes.csv and the script's own CSV logs. A resumed run continues them from its checkpoint's step."""
 
+    closed, rounds_logged = False, 0  # how far this process's run got (remove_if_it_never_started reads them)
+
     def __init__(self, args, run_dir: str, task_names: list[str], device, script: str, resume_step, wandb_id):
         self.run_dir, self.task_names, self.resume_step, self.track, self.files = run_dir, task_names, resume_step, args.track, []
         self.video_envs = []  # with --capture-video, the script's one env per task to film
+        # the last 100 training episodes, for the progress bar
+        self.recent_returns, self.recent_successes = collections.deque(maxlen=100), collections.deque(maxlen=100)
         git = ["git", "-C", os.path.dirname(os.path.abspath(script)), "rev-parse", "HEAD"]
         commit = subprocess.run(git, capture_output=True, text=True).stdout.strip() if shutil.which("git") else ""
         versions = {p: version(p) for p in ["torch", "metaworld", "mujoco", "gymnasium", "numpy", "tyro"]}
@@ -121,9 +167,13 @@ class RunLog:
                   "versions": {"python": sys.version.split()[0], **versions}}  # fmt: skip
         if args.track:
             import wandb
-            wandb_id = wandb_id or wandb.util.generate_id()
-            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=config,
-                       name=args.run_name, id=wandb_id, resume="allow", save_code=True)  # fmt: skip
+            wandb_id = wandb_id or uuid.uuid4().hex[:16]
+            try:
+                wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                           config=config, name=args.run_name, id=wandb_id, resume="allow", save_code=True)  # fmt: skip
+            except Exception as error:  # no API key, no network, a bad entity: wandb's reason in one line
+                fail(f"--track: wandb could not start ({type(error).__name__}: {error}); run `wandb login`, or set "
+                     "WANDB_MODE=offline to log without a network")  # fmt: skip
         self.wandb_id = wandb_id
         # TensorBoard drops what came after the checkpoint but keeps what was logged at its step (its evaluation)
         self.writer = SummaryWriter(run_dir, purge_step=None if resume_step is None else resume_step + 1)
@@ -161,6 +211,9 @@ class RunLog:
     def episodes(self, step: int, slot_tasks: np.ndarray, returns: np.ndarray, successes: np.ndarray):
         """A round's training episodes, one per slot: episodes.csv, and each task's means in TensorBoard."""
         self.episodes_csv.writerows([step, self.task_names[t], float(r), int(s)] for t, r, s in zip(slot_tasks, returns, successes))
+        self.recent_returns.extend(returns.tolist())
+        self.recent_successes.extend(successes.tolist())
+        RunLog.rounds_logged += 1
         played, count = np.unique(slot_tasks, return_counts=True)
         mean = lambda x: np.bincount(slot_tasks, x, len(self.task_names))[played] / count  # noqa: E731
         self.per_task({"episodic_return": mean(returns), "success": mean(successes)}, step, played)
@@ -178,24 +231,14 @@ class RunLog:
         return float(np.mean(success_rates))
 
     def write_videos(self, policy, step: int):
-        """One deterministic episode per task of `policy` (an object with `act(obs, deterministic)`), every 5th frame."""
-        import imageio
-        os.makedirs(os.path.join(self.run_dir, "videos"), exist_ok=True)
-        for name, env in zip(self.task_names, self.video_envs):
-            obs, _ = env.reset()
-            frames, done, t = [], False, 0
-            while not done:
-                if t % 5 == 0:
-                    frames.append(env.render()[::-1])  # the corner camera renders upside down
-                obs, _, terminated, truncated, _ = env.step(policy.act(obs[None], deterministic=True)[0])
-                done, t = terminated or truncated, t + 1
-            path = os.path.join(self.run_dir, "videos", f"{name}__step{step}.mp4")
-            imageio.mimsave(path, frames, fps=25)
-            if self.track:
-                import wandb
+        paths = write_videos(policy, self.video_envs, self.task_names, os.path.join(self.run_dir, "videos"), f"step{step}")
+        if self.track:
+            import wandb
+            for name, path in zip(self.task_names, paths):
                 wandb.log({f"videos/{name}": wandb.Video(path, format="mp4")}, step=step)
 
     def close(self):
+        RunLog.closed = True
         for file in [*self.files, *self.video_envs]:
             file.close()
         self.writer.close()
@@ -204,23 +247,57 @@ class RunLog:
             wandb.finish()
 
 
+def write_videos(policy, envs, task_names: list[str], folder: str, tag: str) -> list[str]:
+    """One deterministic episode per task of `policy` (an object with `act(obs, deterministic)`) in its env of
+    `envs` (rendering ones), every 5th frame, as <folder>/<task>__<tag>.mp4. Returns the paths."""
+    import imageio
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for name, env in zip(task_names, envs):
+        obs, _ = env.reset()
+        frames, done, t = [], False, 0
+        while not done:
+            if t % 5 == 0:
+                frames.append(env.render()[::-1])  # the corner camera renders upside down
+            obs, _, terminated, truncated, _ = env.step(policy.act(obs[None], deterministic=True)[0])
+            done, t = terminated or truncated, t + 1
+        paths.append(os.path.join(folder, f"{name}__{tag}.mp4"))
+        imageio.mimsave(paths[-1], frames, fps=25)
+    return paths
+
+
 class Progress(tqdm):
-    """tqdm's bar over env steps, from the start or the checkpoint, that also logs charts/SPS."""
+    """tqdm's bar over env steps, from the start or the checkpoint, with one speed (env steps per second since the
+    bar started, also logged as charts/SPS), the recent training episodes' mean return and success, the last
+    evaluation, and what the script adds to `extra` (a sampler's q)."""
+
+    current = None  # the live bar, which a stop signal reads to say how long the stop will take
 
     def __init__(self, log: RunLog, start: int, total: int):
-        super().__init__(initial=start, total=total, unit="step", unit_scale=True, dynamic_ncols=True)
-        self.log, self.start, self.start_time = log, start, time.time()
+        # smoothing 0: the remaining time from the same average speed as SPS, not from a second, recent one
+        super().__init__(initial=start, total=total, unit="step", unit_scale=True, dynamic_ncols=True, smoothing=0,
+                         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")  # fmt: skip
+        self.log, self.start, self.start_time, self.sps, self.extra = log, start, time.time(), 0, {}
+        Progress.current = self
 
     def show(self, global_step: int, **postfix):
-        sps = int((global_step - self.start) / (time.time() - self.start_time))
-        self.log.scalars("charts", {"SPS": sps}, global_step)
-        self.set_postfix(SPS=sps, **postfix)
+        self.sps = int((global_step - self.start) / (time.time() - self.start_time))
+        self.log.scalars("charts", {"SPS": self.sps}, global_step)
+        shown = {"SPS": self.sps}
+        if self.log.recent_returns:
+            shown["train_return"] = f"{np.mean(self.log.recent_returns):.0f}"
+            shown["train_success"] = f"{np.mean(self.log.recent_successes):.2f}"
+        shown |= {name: value for name, value in postfix.items() if value != "nan"}  # no evaluation yet: none shown
+        self.set_postfix(shown | self.extra)  # a dict, in this order (keywords would be sorted)
 
 
 def load_checkpoint(run_dir: str, env_steps_per_loop_step: int, total_timesteps: int):
     """A run's checkpoint, onto the CPU first: one written on a GPU resumes on a CPU too (--cuda may change on
     resume). One of another format (an older version of the script) is refused, not misread."""
-    state = torch.load(os.path.join(run_dir, "checkpoint.pt"), map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(os.path.join(run_dir, "checkpoint.pt"), map_location="cpu", weights_only=False)
+    except Exception as error:  # truncated (a full disk, a copy cut short) or not a checkpoint at all
+        fail(f"--resume: {run_dir}/checkpoint.pt cannot be read ({type(error).__name__}: {error})")
     if state.get("format") != CHECKPOINT_FORMAT:
         fail(f"--resume: {run_dir}/checkpoint.pt was written by an older version of this script; finish that run with it")
     if state["loop"][0] >= total_timesteps // env_steps_per_loop_step:
@@ -240,6 +317,13 @@ def save_checkpoint(path: str, loop: tuple, parts: dict, rng, device, eval_envs,
     torch.save({"format": CHECKPOINT_FORMAT, "loop": loop, "wandb_id": log.wandb_id, "parts": states, "rng": rngs,
                 "eval_env_rng": list(eval_envs.get_attr("np_random"))}, path + ".tmp")  # fmt: skip
     os.replace(path + ".tmp", path)
+
+
+def save_policy(run_dir: str, policy: torch.nn.Module, global_step: int):
+    """The policy network alone, as actor.pt (small: no replay buffer, critic or optimizer), so that a run can be
+    shared and scored (benchmark/evaluate.py) without its checkpoint."""
+    torch.save({"global_step": global_step, "state_dict": policy.state_dict()}, f"{run_dir}/actor.pt.tmp")
+    os.replace(f"{run_dir}/actor.pt.tmp", f"{run_dir}/actor.pt")
 
 
 def restore_checkpoint(state: dict, parts: dict, rng, device, eval_envs, capturable: bool = False):
@@ -274,16 +358,23 @@ def check_finite(logs, names: list[str], global_step: int, run_dir: str, progres
         fail(f"non-finite {', '.join(bad)} at global step {global_step}; {kept}")
 
 
-def stop_on_signals(at_the_end_of: str) -> dict:
-    """SIGTERM (a scheduler's preemption) or Ctrl-C asks the run to stop at the end of its round or rollout, with
-    a checkpoint; a second Ctrl-C stops at once. The dict returned holds the signal once one has come."""
+def stop_on_signals(at_the_end_of: str, steps: int) -> dict:
+    """SIGTERM (a scheduler's preemption) or Ctrl-C asks the run to stop at the end of its round or rollout (`steps`
+    env steps each), with a checkpoint; a second Ctrl-C stops at once, without one. The dict returned holds the
+    signal once one has come."""
     stop = {}
 
     def request_stop(signum, frame):
+        name = signal.Signals(signum).name
         if stop:
-            raise KeyboardInterrupt
+            print(f"\n{name} again: stopped at once; the work since the last checkpoint is lost", file=sys.stderr, flush=True)
+            raise SystemExit(128 + signum)
         stop["signal"] = signum
-        tqdm.write(f"{signal.Signals(signum).name}: stopping at the end of this {at_the_end_of}, with a checkpoint")
+        progress, wait = Progress.current, ""
+        if progress is not None and progress.sps > 0:
+            wait = f" (about {(steps - progress.n % steps) / progress.sps:.0f} s at {progress.sps} env steps/s)"
+        tqdm.write(f"{name}: stopping at the end of this {at_the_end_of}{wait}, with a checkpoint; "
+                   "Ctrl-C again stops at once, without one")  # fmt: skip
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)

@@ -121,6 +121,8 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
         run_utils.fail(f"--learning-starts must cover one episode of every task (>= {warmup} env steps here), got {args.learning_starts}")
     if args.total_timesteps < args.num_envs:
         run_utils.fail(f"--total-timesteps must be at least num-envs ({args.num_envs}), got {args.total_timesteps}")
+    if args.learning_starts >= args.total_timesteps:
+        run_utils.fail(f"--learning-starts must be below --total-timesteps ({args.total_timesteps}) for the run to learn, got {args.learning_starts}")
     return args
 
 
@@ -347,6 +349,21 @@ class MultiTaskReplayBuffer:
         self.pos.add_(count).remainder_(self.capacity)
         self.size.add_(count).clamp_(max=self.capacity)
 
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps: the filled positions of each task's buffer, not its whole pre-allocated capacity."""
+        filled = int(self.size.max())  # a task's transitions sit at positions 0 .. size - 1
+        state = {"pos": self.pos.clone(), "size": self.size.clone()}
+        for name in ("obs", "next_obs", "actions", "rewards", "terminations"):
+            state[name] = getattr(self, name)[:, :filled].clone()  # a copy: torch.save would write a view's whole tensor
+        return state
+
+    def load_state_dict(self, state: dict):
+        """In place: a captured CUDA graph (--cudagraphs) reads these very tensors."""
+        self.pos.copy_(state["pos"])
+        self.size.copy_(state["size"])
+        for name in ("obs", "next_obs", "actions", "rewards", "terminations"):
+            getattr(self, name)[:, : state[name].shape[1]] = state[name]
+
     def sample(self, batch_size: int):
         per_task = batch_size // self.num_tasks
         task = torch.arange(self.num_tasks, device=self.device)[:, None].expand(-1, per_task)
@@ -463,11 +480,12 @@ if __name__ == "__main__":
         saved = {name: part for name, part in parts.items() if name != "buffer" or args.checkpoint_buffer}
         loop = (step, round_index, last_success, env_steps_per_task)
         run_utils.save_checkpoint(f"{run_dir}/checkpoint.pt", loop, saved, rng, device, eval_envs, log)
+        run_utils.save_policy(run_dir, actor, step * args.num_envs)
 
     if state:  # resuming: everything as it was at the checkpoint
         run_utils.restore_checkpoint(state, parts, rng, device, eval_envs, capturable=args.cudagraphs)
         print(f"resuming {run_dir} from its checkpoint at global step {resume_step}")
-    stop = run_utils.stop_on_signals("round")  # SIGTERM or Ctrl-C: the signal, once one has come
+    stop = run_utils.stop_on_signals("round", args.max_episode_steps * args.num_envs)  # SIGTERM or Ctrl-C: the signal
     print(f"{run_dir}: {num_tasks} tasks ({', '.join(task_names)}), {args.num_envs} env slots, device {device}")
 
     # ---- training loop ----
@@ -540,6 +558,7 @@ if __name__ == "__main__":
     else:
         if num_steps % args.max_episode_steps == 0:  # at a round boundary: a larger --total-timesteps can go on from here
             checkpoint(num_steps)
+        run_utils.save_policy(run_dir, actor, num_steps * args.num_envs)
         print(f"final mean eval success rate {last_success:.3f}; outputs in {run_dir}")
     envs.close()
     eval_envs.close()

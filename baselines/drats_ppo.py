@@ -131,8 +131,12 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
     args.drats_initial_target = 10.0 * args.max_episode_steps if args.drats_initial_target is None else args.drats_initial_target  # DRATS
     if args.drats_eps > 1 / k:  # DRATS
         run_utils.fail(f"--drats-eps must be at most 1/K = {1 / k:.4g} for {k} tasks, got {args.drats_eps}")  # DRATS
+    if args.drats_step_size > args.drats_eta:  # DRATS: else q's update keeps a negative share (1 - step/eta) of log q
+        run_utils.fail(f"--drats-step-size must be at most --drats-eta ({args.drats_eta}), got {args.drats_step_size}")  # DRATS
     if args.drats_window < args.max_episode_steps:  # DRATS
         run_utils.fail(f"--drats-window must hold one episode ({args.max_episode_steps} steps), got {args.drats_window}")  # DRATS
+    window = math.ceil(args.drats_window / args.num_steps) * args.num_steps  # DRATS
+    run_utils.warn_if_longer_than_run("--drats-window", window, args)  # DRATS
     return args
 
 
@@ -472,11 +476,12 @@ if __name__ == "__main__":
     def checkpoint(iteration: int):  # taken between rollouts, where no env is inside an episode
         loop = (iteration, round_index, last_success, env_steps_per_task)
         run_utils.save_checkpoint(f"{run_dir}/checkpoint.pt", loop, parts, rng, device, eval_envs, log)
+        run_utils.save_policy(run_dir, agent.actor, iteration * rollout_size)
 
     if state:  # resuming: everything as it was at the checkpoint
         run_utils.restore_checkpoint(state, parts, rng, device, eval_envs)
         print(f"resuming {run_dir} from its checkpoint at global step {resume_step}")
-    stop = run_utils.stop_on_signals("rollout")  # SIGTERM or Ctrl-C: the signal, once one has come
+    stop = run_utils.stop_on_signals("rollout", rollout_size)  # SIGTERM or Ctrl-C: the signal, once one has come
     print(f"{run_dir}: {num_tasks} tasks ({', '.join(task_names)}), {args.num_envs} env slots, device {device}")
 
     # ---- training loop: a rollout of whole episodes from every slot, then the PPO update ----
@@ -533,6 +538,7 @@ if __name__ == "__main__":
             rows = zip(task_names, sampler.q, gap, sampler.target, window_return, window_episodes)  # DRATS
             sampler_csv.writerows([global_step, *row] for row in rows)  # DRATS
             log.per_task({"task_prob": sampler.q, "gap": gap, "target": sampler.target}, global_step)  # DRATS
+            progress.extra["q"] = f"{sampler.q.min():.3f}-{sampler.q.max():.3f}"  # DRATS: its extremes on the bar
 
         sums, explained_variance, epochs = ppo_update()
         logs = torch.cat([sums[:5] / sums[5].clamp_min(1), explained_variance[None]])

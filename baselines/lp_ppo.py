@@ -129,8 +129,12 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
     args.lp_eps = 1 / (4 * k) if args.lp_eps is None else args.lp_eps  # LP
     if args.lp_eps > 1 / k:  # LP
         run_utils.fail(f"--lp-eps must be at most 1/K = {1 / k:.4g} for {k} tasks, got {args.lp_eps}")  # LP
+    if args.lp_step_size > args.lp_eta:  # LP: else q's update keeps a negative share (1 - step/eta) of log q
+        run_utils.fail(f"--lp-step-size must be at most --lp-eta ({args.lp_eta}), got {args.lp_step_size}")  # LP
     if args.lp_window < args.max_episode_steps:  # LP
         run_utils.fail(f"--lp-window must hold one episode ({args.max_episode_steps} steps), got {args.lp_window}")  # LP
+    window = math.ceil(args.lp_window / args.num_steps) * args.num_steps  # LP
+    run_utils.warn_if_longer_than_run("--lp-window", window, args)  # LP
     return args
 
 
@@ -476,11 +480,12 @@ if __name__ == "__main__":
     def checkpoint(iteration: int):  # taken between rollouts, where no env is inside an episode
         loop = (iteration, round_index, last_success, env_steps_per_task)
         run_utils.save_checkpoint(f"{run_dir}/checkpoint.pt", loop, parts, rng, device, eval_envs, log)
+        run_utils.save_policy(run_dir, agent.actor, iteration * rollout_size)
 
     if state:  # resuming: everything as it was at the checkpoint
         run_utils.restore_checkpoint(state, parts, rng, device, eval_envs)
         print(f"resuming {run_dir} from its checkpoint at global step {resume_step}")
-    stop = run_utils.stop_on_signals("rollout")  # SIGTERM or Ctrl-C: the signal, once one has come
+    stop = run_utils.stop_on_signals("rollout", rollout_size)  # SIGTERM or Ctrl-C: the signal, once one has come
     print(f"{run_dir}: {num_tasks} tasks ({', '.join(task_names)}), {args.num_envs} env slots, device {device}")
 
     # ---- training loop: a rollout of whole episodes from every slot, then the PPO update ----
@@ -537,6 +542,7 @@ if __name__ == "__main__":
             rows = zip(task_names, sampler.q, progress_signal, previous, window_return, window_episodes)  # LP
             sampler_csv.writerows([global_step, *row] for row in rows)  # LP
             log.per_task({"task_prob": sampler.q, "progress": progress_signal}, global_step)  # LP
+            progress.extra["q"] = f"{sampler.q.min():.3f}-{sampler.q.max():.3f}"  # LP: its extremes on the bar
 
         sums, explained_variance, epochs = ppo_update()
         logs = torch.cat([sums[:5] / sums[5].clamp_min(1), explained_variance[None]])

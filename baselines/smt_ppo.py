@@ -148,6 +148,8 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
         run_utils.fail(f"--smt-eps must be at most 1/K = {1 / k:.4g} for {k} tasks, got {args.smt_eps}")
     if args.smt_window < args.max_episode_steps:
         run_utils.fail(f"--smt-window must hold one episode ({args.max_episode_steps} steps), got {args.smt_window}")
+    window = math.ceil(args.smt_window / args.num_steps) * args.num_steps
+    run_utils.warn_if_longer_than_run("--smt-window", window, args)
     # ---- end SMT ----
     return args
 
@@ -500,11 +502,12 @@ if __name__ == "__main__":
     def checkpoint(iteration: int):  # taken between rollouts, where no env is inside an episode
         loop = (iteration, round_index, last_success, env_steps_per_task)
         run_utils.save_checkpoint(f"{run_dir}/checkpoint.pt", loop, parts, rng, device, eval_envs, log)
+        run_utils.save_policy(run_dir, agent.actor, iteration * rollout_size)
 
     if state:  # resuming: everything as it was at the checkpoint
         run_utils.restore_checkpoint(state, parts, rng, device, eval_envs)
         print(f"resuming {run_dir} from its checkpoint at global step {resume_step}")
-    stop = run_utils.stop_on_signals("rollout")  # SIGTERM or Ctrl-C: the signal, once one has come
+    stop = run_utils.stop_on_signals("rollout", rollout_size)  # SIGTERM or Ctrl-C: the signal, once one has come
     print(f"{run_dir}: {num_tasks} tasks ({', '.join(task_names)}), {args.num_envs} env slots, device {device}")
 
     # ---- training loop: a rollout of whole episodes from every slot, then the PPO update ----
@@ -561,6 +564,7 @@ if __name__ == "__main__":
             rows = zip(task_names, sampler.q, sampler.pool, sampler.budget, window_return, window_episodes)  # SMT
             sampler_csv.writerows([global_step, *row] for row in rows)  # SMT
             log.per_task({"task_prob": sampler.q, "smt_pool": sampler.pool}, global_step)  # SMT
+            progress.extra["q"] = f"{sampler.q.min():.3f}-{sampler.q.max():.3f}"  # SMT: its extremes on the bar
 
         sums, explained_variance, epochs = ppo_update()
         logs = torch.cat([sums[:5] / sums[5].clamp_min(1), explained_variance[None]])

@@ -389,11 +389,12 @@ if __name__ == "__main__":
     def checkpoint(iteration: int):  # taken between rollouts, where no env is inside an episode
         loop = (iteration, round_index, last_success, env_steps_per_task)
         run_utils.save_checkpoint(f"{run_dir}/checkpoint.pt", loop, parts, rng, device, eval_envs, log)
+        run_utils.save_policy(run_dir, agent.actor, iteration * rollout_size)
 
     if state:  # resuming: everything as it was at the checkpoint
         run_utils.restore_checkpoint(state, parts, rng, device, eval_envs)
         print(f"resuming {run_dir} from its checkpoint at global step {resume_step}")
-    stop = run_utils.stop_on_signals("rollout")  # SIGTERM or Ctrl-C: the signal, once one has come
+    stop = run_utils.stop_on_signals("rollout", rollout_size)  # SIGTERM or Ctrl-C: the signal, once one has come
     print(f"{run_dir}: {num_tasks} tasks ({', '.join(task_names)}), {args.num_envs} env slots, device {device}")
 
     # ---- training loop: a rollout of whole episodes from every slot, then the PPO update ----

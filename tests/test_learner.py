@@ -1,7 +1,11 @@
-"""The SAC learner's rules that a reader could get wrong: Q-values are not clipped unless asked."""
+"""The learner's and the samplers' rules that a reader could get wrong: Q-values are not clipped unless asked; the
+samplers' step size cannot pass their eta."""
+
+import importlib
 
 import pytest
 import torch
+import tyro
 from test_long_runs import SAC_SCRIPTS, small_learner
 
 
@@ -30,3 +34,13 @@ def test_the_critic_still_learns_where_q_is_above_5000(script):
 def test_max_q_value_when_set_clips_and_stops_the_gradient_where_it_binds():
     before, after = critic_above(6000.0, "uniform_sac", "--max-q-value", "5000")
     assert all(torch.equal(a, b) for a, b in zip(before, after))
+
+
+@pytest.mark.parametrize("script, prefix", [("drats_sac", "drats"), ("drats_ppo", "drats"), ("lp_sac", "lp"), ("lp_ppo", "lp")])
+def test_a_step_size_above_eta_is_refused(script, prefix, capsys):
+    # 1 - step_size / eta < 0 would weigh log q negatively in the update: q would oscillate
+    module = importlib.import_module(script)
+    flags = ["--tasks", "reach-v3", "push-v3", f"--{prefix}-eta", "2", f"--{prefix}-step-size", "3", "--run-name", "s"]
+    with pytest.raises(SystemExit) as stop:
+        module.resolve_args(tyro.cli(module.Args, args=flags))
+    assert str(stop.value).startswith(f"error: --{prefix}-step-size must be at most --{prefix}-eta (2.0), got 3.0")
