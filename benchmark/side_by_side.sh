@@ -13,8 +13,8 @@ work="$(mktemp -d)"
 pids=()
 trap 'kill -9 "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 cd "$work"
-steps_done() {  # the progress bar's last count of env steps in a run's log, in thousands
-    tr '\r' '\n' < "$1" | grep -oE '\| *[0-9.]+k/' | tail -1 | grep -oE '[0-9.]+'
+steps_done() {  # the progress bar's last count of env steps in a run's log, in thousands (0 before it shows one)
+    tr '\r' '\n' < "$1" | grep -oE '\| *[0-9.]+k/' | tail -1 | grep -oE '[0-9.]+' || echo 0
 }
 measure() {  # $1 runs side by side
     for i in $(seq 1 "$1"); do
@@ -29,7 +29,7 @@ measure() {  # $1 runs side by side
     for i in $(seq 1 "$1"); do
         echo "$1 side by side, run $i: $(python3 -c "print(round(($(steps_done "r$1_$i.log") - ${first[$i]}) * 1000 / 60))") env steps/s"
     done
-    kill -9 "${pids[@]}" 2>/dev/null || true
+    { kill -9 "${pids[@]}" && wait "${pids[@]}"; } 2>/dev/null || true
     pids=()
     sleep 2
 }
