@@ -320,12 +320,15 @@ def difference_rows(scores: dict[str, np.ndarray], args: Args) -> tuple[list[lis
         mean = bootstrap_difference(scores[m].mean(axis=1), scores[baseline].mean(axis=1), args)
         worst = bootstrap_difference(scores[m].min(axis=1), scores[baseline].min(axis=1), args)
         rows.append([m, baseline, len(scores[m]), len(scores[baseline]), *mean, *worst])
+        one_seed = min(len(scores[m]), len(scores[baseline])) < 2  # a bootstrap over one seed has no width
         md.append(f"| {label(m)} - {label(baseline)} | {len(scores[m])} vs {len(scores[baseline])} | "
-                  f"{fmt_difference(mean)} | {fmt_difference(worst)} |")  # fmt: skip
+                  f"{fmt_difference(mean, one_seed)} | {fmt_difference(worst, one_seed)} |")  # fmt: skip
     return rows, md
 
 
-def fmt_difference(d: tuple[float, float, float]) -> str:
+def fmt_difference(d: tuple[float, float, float], one_seed: bool = False) -> str:
+    if one_seed:
+        return f"{d[0]:+.3f} (one seed: no interval)"
     excludes = " (excludes 0)" if d[1] > 0 or d[2] < 0 else ""
     return f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]{excludes}"
 
