@@ -3,8 +3,8 @@
 # CUDA-graph and CPU-memory plumbing. The scripts import it as CleanRL's scripts import cleanrl_utils.
 import atexit
 import collections
-import ctypes.util
 import csv
+import ctypes.util
 import dataclasses
 import json
 import multiprocessing
@@ -26,21 +26,39 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 try:  # mujoco loads the GL backend that MUJOCO_GL names as it is imported: a bad one fails here, in one line
     import mujoco
 except (ImportError, RuntimeError, AttributeError) as error:
-    sys.exit(f"error: MUJOCO_GL={os.environ['MUJOCO_GL']}: mujoco cannot load it ({error}); unset MUJOCO_GL, or set it "
-             "to egl (headless rendering) or disable (no rendering)")  # fmt: skip
+    sys.exit(
+        f"error: MUJOCO_GL={os.environ['MUJOCO_GL']}: mujoco cannot load it ({error}); unset MUJOCO_GL, or set it "
+        "to egl (headless rendering) or disable (no rendering)"
+    )
 
-import numpy as np  # noqa: E402
-import run_args  # noqa: E402
-from run_args import fail  # noqa: E402, F401  (the scripts' one-line error, run_utils.fail)
-import torch  # noqa: E402
-from torch.utils.tensorboard import SummaryWriter  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+import run_args
+from run_args import fail  # the scripts' one-line error, run_utils.fail
 
 CHECKPOINT_FORMAT = 3  # raised whenever what a checkpoint holds changes: an older checkpoint is refused, not misread
 # what a resumed run may change; every other argument must be the one the run started with
-CAN_CHANGE_ON_RESUME = {"total_timesteps", "eval_interval", "eval_episodes", "checkpoint_interval", "checkpoint_buffer",
-    "resume", "cuda", "torch_deterministic", "vector_strategy", "track", "wandb_project_name", "wandb_entity",
-    "capture_video", "bf16", "compile", "cudagraphs"}  # fmt: skip
+CAN_CHANGE_ON_RESUME = {
+    "total_timesteps",
+    "eval_interval",
+    "eval_episodes",
+    "checkpoint_interval",
+    "checkpoint_buffer",
+    "resume",
+    "cuda",
+    "torch_deterministic",
+    "vector_strategy",
+    "track",
+    "wandb_project_name",
+    "wandb_entity",
+    "capture_video",
+    "bf16",
+    "compile",
+    "cudagraphs",
+}
 
 
 def check_common(args, resuming: bool) -> int:
@@ -50,25 +68,40 @@ def check_common(args, resuming: bool) -> int:
 
     run_args.check(args)
     if set(args.tasks) - set(ALL_V3_ENVIRONMENTS):
-        fail(f"--tasks: unknown task {', '.join(set(args.tasks) - set(ALL_V3_ENVIRONMENTS))}; allowed: {' '.join(ALL_V3_ENVIRONMENTS)}")
+        fail(
+            f"--tasks: unknown task {', '.join(set(args.tasks) - set(ALL_V3_ENVIRONMENTS))}; allowed: "
+            f"{' '.join(ALL_V3_ENVIRONMENTS)}"
+        )
     if len(set(args.tasks)) != len(args.tasks):
         fail("--tasks: a task is listed twice")
     if args.eval_envs_per_task > args.eval_episodes:
-        fail(f"--eval-envs-per-task must be at most --eval-episodes ({args.eval_episodes}), got {args.eval_envs_per_task}")
+        fail(
+            f"--eval-envs-per-task must be at most --eval-episodes ({args.eval_episodes}), got "
+            f"{args.eval_envs_per_task}"
+        )
     if args.capture_video:
         check_rendering()
     on_gpu = args.cuda and torch.cuda.is_available()
     if getattr(args, "cudagraphs", False) and not on_gpu:
         fail("--cudagraphs needs a CUDA device (and --cuda); on a CPU, --bf16 is the fast path")
     if getattr(args, "bf16", False) and not on_gpu and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        print("warning: --bf16: this CPU has no AVX-512 or AMX, so torch has no fast bfloat16 matmul here and the run "
-              "will be many times slower than fp32; drop --bf16 on this machine", file=sys.stderr)  # fmt: skip
+        print(
+            "warning: --bf16: this CPU has no AVX-512 or AMX, so torch has no fast bfloat16 matmul here and the run "
+            "will be many times slower than fp32; drop --bf16 on this machine",
+            file=sys.stderr,
+        )
     if not getattr(args, "checkpoint_buffer", True):
         print("warning: --no-checkpoint-buffer: a resumed run starts from an empty replay buffer, so it is not exact")
     k = len(args.tasks) or int(args.env_id[2:])
-    args.run_name = args.run_name or f"{f'custom{k}' if args.tasks else args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    args.run_name = (
+        args.run_name
+        or f"{f'custom{k}' if args.tasks else args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    )
     if not resuming and os.path.exists(os.path.join("runs", args.run_name)):
-        fail(f"--run-name: runs/{args.run_name} already exists; choose another name or --resume it (a run is never overwritten)")
+        fail(
+            f"--run-name: runs/{args.run_name} already exists; choose another name or --resume it (a run is never "
+            "overwritten)"
+        )
     return k
 
 
@@ -77,20 +110,28 @@ def warn_if_longer_than_run(flag: str, window: int, args):
     task distribution: say so at the start."""
     run = args.total_timesteps // args.num_envs
     if window > run:
-        print(f"warning: {flag} ({window:,} env steps per slot) is longer than this run ({run:,} per slot), so the task "
-              f"distribution never changes; pass a shorter {flag}", file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: {flag} ({window:,} env steps per slot) is longer than this run ({run:,} per slot), so the task "
+            f"distribution never changes; pass a shorter {flag}",
+            file=sys.stderr,
+        )
 
 
 def check_rendering():
     """--capture-video renders with the GL backend of MUJOCO_GL: fail now, not at the first evaluation, if it cannot."""
     if os.environ["MUJOCO_GL"].lower() in ("disable", "disabled", "off", "false", "0"):
-        fail("--capture-video: no OpenGL library to render with (install libEGL, e.g. apt install libegl1, or set MUJOCO_GL=osmesa)")
+        fail(
+            "--capture-video: no OpenGL library to render with (install libEGL, e.g. apt install libegl1, or set "
+            "MUJOCO_GL=osmesa)"
+        )
     try:
         context = mujoco.GLContext(8, 8)
         context.make_current()
         context.free()
     except Exception as error:
-        fail(f"--capture-video: MUJOCO_GL={os.environ['MUJOCO_GL']} cannot render here ({type(error).__name__}: {error})")
+        fail(
+            f"--capture-video: MUJOCO_GL={os.environ['MUJOCO_GL']} cannot render here ({type(error).__name__}: {error})"
+        )
 
 
 def parse_args(Args, resolve_args):
@@ -106,10 +147,18 @@ def parse_args(Args, resolve_args):
     if saved.get("script", Args.exp_name) != Args.exp_name:  # Args.exp_name: this script's name
         fail(f"--resume: {args.resume} is a run of {saved['script']}.py; resume it with that script")
     names = [field.name for field in dataclasses.fields(Args) if field.name in saved]
-    args = run_args.read(Args, default=Args(**{n: tuple(saved[n]) if isinstance(saved[n], list) else saved[n] for n in names}))
-    show = lambda v: " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)  # noqa: E731
-    changed = [f"--{n.replace('_', '-')} was {show(saved[n])}, now {show(getattr(args, n))}" for n in names
-               if n not in CAN_CHANGE_ON_RESUME and json.loads(json.dumps(getattr(args, n))) != saved[n]]  # fmt: skip
+    args = run_args.read(
+        Args, default=Args(**{n: tuple(saved[n]) if isinstance(saved[n], list) else saved[n] for n in names})
+    )
+
+    def show(v):
+        return " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+    changed = [
+        f"--{n.replace('_', '-')} was {show(saved[n])}, now {show(getattr(args, n))}"
+        for n in names
+        if n not in CAN_CHANGE_ON_RESUME and json.loads(json.dumps(getattr(args, n))) != saved[n]
+    ]
     if changed:
         fail(f"--resume: these arguments would change the run, which must go on as it started: {'; '.join(changed)}")
     return resolve_args(args, resuming=True)
@@ -135,9 +184,14 @@ def check_output_location(run_dir: str, checkpointed=None):
         os.remove(os.path.join(run_dir, ".write-test"))
     except OSError as error:
         fail(f"cannot write the run's outputs to {run_dir}: {error.strerror}")
-    needed = 10**8 + 2 * sum(t.nbytes for t in (vars(checkpointed) if checkpointed else {}).values() if isinstance(t, torch.Tensor))
+    needed = 10**8 + 2 * sum(
+        t.nbytes for t in (vars(checkpointed) if checkpointed else {}).values() if isinstance(t, torch.Tensor)
+    )
     if (free := shutil.disk_usage(run_dir).free) < needed:
-        fail(f"{run_dir}: {free / 1e9:.1f} GB free, checkpoints need about {needed / 1e9:.1f} GB (see --no-checkpoint-buffer)")
+        fail(
+            f"{run_dir}: {free / 1e9:.1f} GB free, checkpoints need about {needed / 1e9:.1f} GB (see "
+            "--no-checkpoint-buffer)"
+        )
 
 
 def remove_if_it_never_started(run_dir: str):
@@ -156,24 +210,47 @@ class RunLog:
     closed, rounds_logged = False, 0  # how far this process's run got (remove_if_it_never_started reads them)
 
     def __init__(self, args, run_dir: str, task_names: list[str], device, script: str, resume_step, wandb_id):
-        self.run_dir, self.task_names, self.resume_step, self.track, self.files = run_dir, task_names, resume_step, args.track, []
+        self.run_dir, self.task_names, self.resume_step, self.track, self.files = (
+            run_dir,
+            task_names,
+            resume_step,
+            args.track,
+            [],
+        )
         self.video_envs = []  # with --capture-video, the script's one env per task to film
         # the last 100 training episodes, for the progress bar
         self.recent_returns, self.recent_successes = collections.deque(maxlen=100), collections.deque(maxlen=100)
         git = ["git", "-C", os.path.dirname(os.path.abspath(script)), "rev-parse", "HEAD"]
         commit = subprocess.run(git, capture_output=True, text=True).stdout.strip() if shutil.which("git") else ""
         versions = {p: version(p) for p in ["torch", "metaworld", "mujoco", "gymnasium", "numpy", "tyro"]}
-        config = {**dataclasses.asdict(args), "script": os.path.basename(script)[: -len(".py")], "task_names": task_names, "git_commit": commit or None, "device": str(device),
-                  "versions": {"python": sys.version.split()[0], **versions}}  # fmt: skip
+        config = {
+            **dataclasses.asdict(args),
+            "script": os.path.basename(script)[: -len(".py")],
+            "task_names": task_names,
+            "git_commit": commit or None,
+            "device": str(device),
+            "versions": {"python": sys.version.split()[0], **versions},
+        }
         if args.track:
             import wandb
+
             wandb_id = wandb_id or uuid.uuid4().hex[:16]
             try:
-                wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
-                           config=config, name=args.run_name, id=wandb_id, resume="allow", save_code=True)  # fmt: skip
+                wandb.init(
+                    project=args.wandb_project_name,
+                    entity=args.wandb_entity,
+                    sync_tensorboard=True,
+                    config=config,
+                    name=args.run_name,
+                    id=wandb_id,
+                    resume="allow",
+                    save_code=True,
+                )
             except Exception as error:  # no API key, no network, a bad entity: wandb's reason in one line
-                fail(f"--track: wandb could not start ({type(error).__name__}: {error}); run `wandb login`, or set "
-                     "WANDB_MODE=offline to log without a network")  # fmt: skip
+                fail(
+                    f"--track: wandb could not start ({type(error).__name__}: {error}); run `wandb login`, or set "
+                    "WANDB_MODE=offline to log without a network"
+                )
         self.wandb_id = wandb_id
         # TensorBoard drops what came after the checkpoint but keeps what was logged at its step (its evaluation)
         self.writer = SummaryWriter(run_dir, purge_step=None if resume_step is None else resume_step + 1)
@@ -192,7 +269,9 @@ class RunLog:
                 f.write(",".join(header) + "\n")
                 f.writelines(row for row in rows if row.endswith("\n") and int(row.split(",")[0]) <= self.resume_step)
             os.replace(path + ".tmp", path)
-        self.files.append(open(path, "w" if self.resume_step is None else "a", newline="", buffering=1))  # line-buffered
+        self.files.append(
+            open(path, "w" if self.resume_step is None else "a", newline="", buffering=1)
+        )  # line-buffered
         writer = csv.writer(self.files[-1], lineterminator="\n")  # not csv's default \r\n: shell tools expect \n
         if self.resume_step is None:
             writer.writerow(header)  # on disk at once: a run killed before its first row still resumes with a header
@@ -206,23 +285,30 @@ class RunLog:
         """values: {tag: one value per task (of `tasks`, all by default)} -> TensorBoard's <prefix>/<tag>/<task>."""
         names = self.task_names if tasks is None else [self.task_names[t] for t in tasks]
         for tag, per_task in values.items():
-            self.scalars(f"{prefix}/{tag}", dict(zip(names, per_task)), step)
+            self.scalars(f"{prefix}/{tag}", dict(zip(names, per_task, strict=True)), step)
 
     def episodes(self, step: int, slot_tasks: np.ndarray, returns: np.ndarray, successes: np.ndarray):
         """A round's training episodes, one per slot: episodes.csv, and each task's means in TensorBoard."""
-        self.episodes_csv.writerows([step, self.task_names[t], float(r), int(s)] for t, r, s in zip(slot_tasks, returns, successes))
+        self.episodes_csv.writerows(
+            [step, self.task_names[t], float(r), int(s)] for t, r, s in zip(slot_tasks, returns, successes, strict=True)
+        )
         self.recent_returns.extend(returns.tolist())
         self.recent_successes.extend(successes.tolist())
         RunLog.rounds_logged += 1
         played, count = np.unique(slot_tasks, return_counts=True)
-        mean = lambda x: np.bincount(slot_tasks, x, len(self.task_names))[played] / count  # noqa: E731
+
+        def mean(x):
+            return np.bincount(slot_tasks, x, len(self.task_names))[played] / count
+
         self.per_task({"episodic_return": mean(returns), "success": mean(successes)}, step, played)
 
     def evaluation(self, step: int, success_rates: np.ndarray, returns: list[list[float]], policy) -> float:
         """An evaluation's per-task success rates and returns to eval.csv and TensorBoard, and with --capture-video
         a video per task of `policy`. Returns the mean success."""
         mean_returns = [float(np.mean(r)) for r in returns]
-        self.eval_csv.writerows(zip([step] * len(returns), self.task_names, success_rates.tolist(), mean_returns))
+        self.eval_csv.writerows(
+            zip([step] * len(returns), self.task_names, success_rates.tolist(), mean_returns, strict=True)
+        )
         self.per_task({"success_rate": success_rates, "mean_return": mean_returns}, step, prefix="eval")
         self.scalars("eval", {"mean_success_rate": np.mean(success_rates), "mean_return": np.mean(mean_returns)}, step)
         self.writer.add_scalar("charts/worst_task_success_rate", min(success_rates), step)
@@ -231,10 +317,13 @@ class RunLog:
         return float(np.mean(success_rates))
 
     def write_videos(self, policy, step: int):
-        paths = write_videos(policy, self.video_envs, self.task_names, os.path.join(self.run_dir, "videos"), f"step{step}")
+        paths = write_videos(
+            policy, self.video_envs, self.task_names, os.path.join(self.run_dir, "videos"), f"step{step}"
+        )
         if self.track:
             import wandb
-            for name, path in zip(self.task_names, paths):
+
+            for name, path in zip(self.task_names, paths, strict=True):
                 wandb.log({f"videos/{name}": wandb.Video(path, format="mp4")}, step=step)
 
     def close(self):
@@ -244,6 +333,7 @@ class RunLog:
         self.writer.close()
         if self.track:
             import wandb
+
             wandb.finish()
 
 
@@ -251,9 +341,10 @@ def write_videos(policy, envs, task_names: list[str], folder: str, tag: str) -> 
     """One deterministic episode per task of `policy` (an object with `act(obs, deterministic)`) in its env of
     `envs` (rendering ones), every 5th frame, as <folder>/<task>__<tag>.mp4. Returns the paths."""
     import imageio
+
     os.makedirs(folder, exist_ok=True)
     paths = []
-    for name, env in zip(task_names, envs):
+    for name, env in zip(task_names, envs, strict=True):
         obs, _ = env.reset()
         frames, done, t = [], False, 0
         while not done:
@@ -275,8 +366,15 @@ class Progress(tqdm):
 
     def __init__(self, log: RunLog, start: int, total: int):
         # smoothing 0: the remaining time from the same average speed as SPS, not from a second, recent one
-        super().__init__(initial=start, total=total, unit="step", unit_scale=True, dynamic_ncols=True, smoothing=0,
-                         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")  # fmt: skip
+        super().__init__(
+            initial=start,
+            total=total,
+            unit="step",
+            unit_scale=True,
+            dynamic_ncols=True,
+            smoothing=0,
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]",
+        )
         self.log, self.start, self.start_time, self.sps, self.extra = log, start, time.time(), 0, {}
         Progress.current = self
 
@@ -299,9 +397,14 @@ def load_checkpoint(run_dir: str, env_steps_per_loop_step: int, total_timesteps:
     except Exception as error:  # truncated (a full disk, a copy cut short) or not a checkpoint at all
         fail(f"--resume: {run_dir}/checkpoint.pt cannot be read ({type(error).__name__}: {error})")
     if state.get("format") != CHECKPOINT_FORMAT:
-        fail(f"--resume: {run_dir}/checkpoint.pt was written by an older version of this script; finish that run with it")
+        fail(
+            f"--resume: {run_dir}/checkpoint.pt was written by an older version of this script; finish that run with it"
+        )
     if state["loop"][0] >= total_timesteps // env_steps_per_loop_step:
-        fail(f"--resume: {run_dir} is complete at {state['loop'][0] * env_steps_per_loop_step} env steps; pass a larger --total-timesteps")
+        fail(
+            f"--resume: {run_dir} is complete at {state['loop'][0] * env_steps_per_loop_step} env steps; pass a "
+            "larger --total-timesteps"
+        )
     return state
 
 
@@ -310,12 +413,32 @@ def save_checkpoint(path: str, loop: tuple, parts: dict, rng, device, eval_envs,
     generators and the eval envs' (the goals of the next evaluations). A part is a tensor, has a state_dict, or is an
     object whose arrays are its state (a replay buffer's tensors, a task sampler's NumPy arrays). The previous
     checkpoint is kept until the new one is complete."""
-    states = {name: part.detach() if isinstance(part, torch.Tensor) else part.state_dict() if hasattr(part, "state_dict")
-              else {k: v for k, v in vars(part).items() if isinstance(v, (torch.Tensor, np.ndarray))} for name, part in parts.items()}
-    rngs = (random.getstate(), np.random.get_state(), rng.bit_generator.state, torch.get_rng_state(),
-            torch.cuda.get_rng_state() if device.type == "cuda" else None)  # the CUDA generator of the run's one device
-    torch.save({"format": CHECKPOINT_FORMAT, "loop": loop, "wandb_id": log.wandb_id, "parts": states, "rng": rngs,
-                "eval_env_rng": list(eval_envs.get_attr("np_random"))}, path + ".tmp")  # fmt: skip
+    states = {
+        name: part.detach()
+        if isinstance(part, torch.Tensor)
+        else part.state_dict()
+        if hasattr(part, "state_dict")
+        else {k: v for k, v in vars(part).items() if isinstance(v, (torch.Tensor, np.ndarray))}
+        for name, part in parts.items()
+    }
+    rngs = (
+        random.getstate(),
+        np.random.get_state(),
+        rng.bit_generator.state,
+        torch.get_rng_state(),
+        torch.cuda.get_rng_state() if device.type == "cuda" else None,
+    )  # the CUDA generator of the run's one device
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "loop": loop,
+            "wandb_id": log.wandb_id,
+            "parts": states,
+            "rng": rngs,
+            "eval_env_rng": list(eval_envs.get_attr("np_random")),
+        },
+        path + ".tmp",
+    )
     os.replace(path + ".tmp", path)
 
 
@@ -332,7 +455,9 @@ def restore_checkpoint(state: dict, parts: dict, rng, device, eval_envs, captura
         part = parts[name]
         if hasattr(part, "load_state_dict"):
             part.load_state_dict(saved)
-            for group in getattr(part, "param_groups", []):  # this run's flag, not the saved one: --cudagraphs may change
+            for group in getattr(
+                part, "param_groups", []
+            ):  # this run's flag, not the saved one: --cudagraphs may change
                 group["capturable"] = capturable
         elif isinstance(part, torch.Tensor):
             part.data[...] = saved
@@ -351,7 +476,7 @@ def restore_checkpoint(state: dict, parts: dict, rng, device, eval_envs, captura
 def check_finite(logs, names: list[str], global_step: int, run_dir: str, progress):
     """A non-finite loss (from non-finite parameters or not) stops the run before it writes a checkpoint."""
     if logs is not None and not torch.isfinite(logs).all():
-        bad = [name for name, value in zip(names, logs.tolist()) if not np.isfinite(value)]
+        bad = [name for name, value in zip(names, logs.tolist(), strict=True) if not np.isfinite(value)]
         path = os.path.join(run_dir, "checkpoint.pt")
         kept = f"the last good checkpoint, {path}, is kept" if os.path.exists(path) else "no checkpoint yet"
         progress.close()
@@ -367,14 +492,20 @@ def stop_on_signals(at_the_end_of: str, steps: int) -> dict:
     def request_stop(signum, frame):
         name = signal.Signals(signum).name
         if stop:
-            print(f"\n{name} again: stopped at once; the work since the last checkpoint is lost", file=sys.stderr, flush=True)
+            print(
+                f"\n{name} again: stopped at once; the work since the last checkpoint is lost",
+                file=sys.stderr,
+                flush=True,
+            )
             raise SystemExit(128 + signum)
         stop["signal"] = signum
         progress, wait = Progress.current, ""
         if progress is not None and progress.sps > 0:
             wait = f" (about {(steps - progress.n % steps) / progress.sps:.0f} s at {progress.sps} env steps/s)"
-        tqdm.write(f"{name}: stopping at the end of this {at_the_end_of}{wait}, with a checkpoint; "
-                   "Ctrl-C again stops at once, without one")  # fmt: skip
+        tqdm.write(
+            f"{name}: stopping at the end of this {at_the_end_of}{wait}, with a checkpoint; "
+            "Ctrl-C again stops at once, without one"
+        )
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
@@ -385,6 +516,13 @@ def ignore_stop_signals_in_workers():  # an async env worker leaves Ctrl-C and S
     if multiprocessing.parent_process() is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def eval_env_seed(seed: int, task: int, copy: int) -> int:
+    """The seed of a task's copy-th eval env: the first seeded as Meta-World/custom-mt-envs seeds its envs."""
+    if copy == 0:
+        return seed + task
+    return int(np.random.SeedSequence((seed, task, copy)).generate_state(1)[0])
 
 
 class EnvPool:
@@ -434,7 +572,9 @@ def adam(params, **kwargs) -> torch.optim.Adam:
     state and cannot create it inside its graph."""
     optimizer = torch.optim.Adam(params, fused=True, **kwargs)
     for p in optimizer.param_groups[0]["params"]:
-        optimizer.state[p].update(step=torch.zeros((), device=p.device), exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+        optimizer.state[p].update(
+            step=torch.zeros((), device=p.device), exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p)
+        )
     return optimizer
 
 
@@ -443,7 +583,9 @@ def adam_step(optimizer: torch.optim.Adam, grads, max_grad_norm: float | None = 
     max_grad_norm. Compiled (compile_update), the same rules in tensor ops: torch.optim's step() breaks a graph."""
     (group,) = optimizer.param_groups
     if not torch.compiler.is_compiling():
-        for p, g in zip(group["params"], grads):  # contiguous, as backward() leaves a gradient: on a CPU fused Adam
+        for p, g in zip(
+            group["params"], grads, strict=True
+        ):  # contiguous, as backward() leaves a gradient: on a CPU fused Adam
             p.grad = g.contiguous()  # reads it in the parameter's memory order, and would scramble a transposed one
         if max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(group["params"], max_grad_norm)
@@ -454,7 +596,7 @@ def adam_step(optimizer: torch.optim.Adam, grads, max_grad_norm: float | None = 
         grads = [g * (max_grad_norm / (norm + 1e-6)).clamp(max=1.0) for g in grads]
     beta1, beta2 = group["betas"]
     with torch.no_grad():
-        for p, g in zip(group["params"], grads):  # torch's Adam without weight decay or amsgrad
+        for p, g in zip(group["params"], grads, strict=True):  # torch's Adam without weight decay or amsgrad
             state = optimizer.state[p]
             state["step"] += 1
             state["exp_avg"].lerp_(g, 1 - beta1)

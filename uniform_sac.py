@@ -8,17 +8,19 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
-sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))  # for baselines/: run_utils.py is one folder up
-import run_utils  # noqa: E402  (first: it sets MUJOCO_GL before mujoco loads)
+sys.path.append(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
+)  # for baselines/: run_utils.py is one folder up
+import run_utils  # first: it sets MUJOCO_GL before mujoco loads
 
-import gymnasium as gym  # noqa: E402
-import metaworld  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from metaworld.env_dict import ALL_V3_ENVIRONMENTS  # noqa: E402
-from metaworld.wrappers import AutoTerminateOnSuccessWrapper, RandomTaskSelectWrapper  # noqa: E402
+import gymnasium as gym
+import metaworld
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+from metaworld.wrappers import AutoTerminateOnSuccessWrapper, RandomTaskSelectWrapper
 
 
 @dataclass
@@ -72,7 +74,7 @@ class Args:
     eval_episodes: int = 50
     """evaluation episodes per task, deterministic policy, success at any step counts"""
     eval_envs_per_task: int = 1
-    """eval envs per task, sharing its episodes (with --vector-strategy async, one process each: evaluation spread over more cores)"""
+    """eval envs per task, sharing its episodes (with --vector-strategy async: one process each, on more cores)"""
     run_name: str | None = None
     """run directory under runs/ (unset: <env-id or customK>__<exp-name>__<seed>__<unix time>)"""
     cuda: bool = True
@@ -80,9 +82,9 @@ class Args:
     torch_deterministic: bool = True
     """torch.backends.cudnn.deterministic"""
     bf16: bool = False
-    """bfloat16 autocast for the networks (weights, optimizer state and losses stay fp32; on a CPU it needs AVX-512 or AMX)"""
+    """bfloat16 autocast for the networks (weights, optimizer state, losses stay fp32; a CPU needs AVX-512 or AMX)"""
     compile: bool = False
-    """torch.compile the whole update (batch draw, losses, gradients, Adam steps) as one graph, and the policy (with --bf16: our AMX CPU's fastest mode)"""
+    """torch.compile the update (batch draw, losses, gradients, Adam steps) and the policy"""
     cudagraphs: bool = False
     """replay the batch draw and gradient update as one captured CUDA graph (GPU only)"""
     track: bool = False
@@ -114,42 +116,61 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
     if args.batch_size % k:
         run_utils.fail(f"--batch-size must be a multiple of the number of tasks ({k}), got {args.batch_size}")
     if args.buffer_size // k < args.num_envs:
-        run_utils.fail(f"--buffer-size must hold at least num-envs ({args.num_envs}) transitions per task, got {args.buffer_size}")
+        run_utils.fail(
+            f"--buffer-size must hold at least num-envs ({args.num_envs}) transitions per task, got {args.buffer_size}"
+        )
     # every task must have data in its buffer before the first gradient step
     warmup = math.ceil(k / args.num_envs) * args.num_envs * args.max_episode_steps
     if args.learning_starts < warmup:
-        run_utils.fail(f"--learning-starts must cover one episode of every task (>= {warmup} env steps here), got {args.learning_starts}")
+        run_utils.fail(
+            f"--learning-starts must cover one episode of every task (>= {warmup} env steps here), got "
+            f"{args.learning_starts}"
+        )
     if args.total_timesteps < args.num_envs:
         run_utils.fail(f"--total-timesteps must be at least num-envs ({args.num_envs}), got {args.total_timesteps}")
     if args.learning_starts >= args.total_timesteps:
-        run_utils.fail(f"--learning-starts must be below --total-timesteps ({args.total_timesteps}) for the run to learn, got {args.learning_starts}")
+        run_utils.fail(
+            f"--learning-starts must be below --total-timesteps ({args.total_timesteps}) for the run to learn, got "
+            f"{args.learning_starts}"
+        )
     return args
 
 
 # ---- Environments ----
 def load_goals(args: Args) -> tuple[list[str], list[list]]:
-    """Task names in one-hot order and each task's 50 goals (for training and evaluation), as Meta-World defines them."""
+    """Task names in one-hot order and each task's 50 goals, as Meta-World defines them."""
     if args.tasks:  # as Meta-World/custom-mt-envs does: task i gets its goals from seed + i
-        return list(args.tasks), [metaworld.MT1(name, seed=args.seed + i).train_tasks for i, name in enumerate(args.tasks)]
+        return list(args.tasks), [
+            metaworld.MT1(name, seed=args.seed + i).train_tasks for i, name in enumerate(args.tasks)
+        ]
     benchmark = getattr(metaworld, args.env_id)(seed=args.seed)
     names = list(benchmark.train_classes)
     return names, [[goal for goal in benchmark.train_tasks if goal.env_name == name] for name in names]
 
 
-def make_task_env(task: int, seed: int, task_names: list[str], goals: list[list], max_episode_steps: int, render: bool = False):
+def make_task_env(
+    task: int, seed: int, task_names: list[str], goals: list[list], max_episode_steps: int, render: bool = False
+):
     """One Meta-World env of task `task`: reward v2, the one-hot task id appended to the observation,
     one of the task's 50 goals drawn at random at every reset (Meta-World's MT protocol)."""
     run_utils.ignore_stop_signals_in_workers()
     env = ALL_V3_ENVIRONMENTS[task_names[task]](
-        reward_function_version="v2", render_mode="rgb_array" if render else None, camera_name="corner", width=256, height=256
+        reward_function_version="v2",
+        render_mode="rgb_array" if render else None,
+        camera_name="corner",
+        width=256,
+        height=256,
     )
     env.seed(seed)
     env = gym.wrappers.TimeLimit(env, max_episode_steps)
     env = AutoTerminateOnSuccessWrapper(env)
     env.toggle_terminate_on_success(False)  # training episodes never end early; evaluation turns it on
-    # the one-hot task id appended as Meta-World's OneHotWrapper does, with float32 bounds (its float64 ones make gymnasium warn)
+    # the one-hot task id appended as Meta-World's OneHotWrapper does, with float32 bounds (its float64 ones make
+    # gymnasium warn)
     one_hot, space = np.eye(len(task_names))[task], env.observation_space
-    space = gym.spaces.Box(np.append(space.low, 0 * one_hot).astype(np.float32), np.append(space.high, 0 * one_hot + 1).astype(np.float32))
+    space = gym.spaces.Box(
+        np.append(space.low, 0 * one_hot).astype(np.float32), np.append(space.high, 0 * one_hot + 1).astype(np.float32)
+    )
     env = gym.wrappers.TransformObservation(env, lambda obs: np.concatenate([obs, one_hot]), space)
     env = gym.wrappers.RecordEpisodeStatistics(env)
     env = RandomTaskSelectWrapper(env, goals[task])
@@ -189,17 +210,26 @@ def make_envs(args: Args, task_names: list[str], goals: list[list]):
     observation) and the evaluation envs, `eval_envs_per_task` per task."""
     build = partial(make_task_env, task_names=task_names, goals=goals, max_episode_steps=args.max_episode_steps)
     probe = build(0, args.seed)
-    obs_space, act_space = gym.spaces.Box(-np.inf, np.inf, probe.observation_space.shape, np.float64), probe.action_space
+    obs_space, act_space = (
+        gym.spaces.Box(-np.inf, np.inf, probe.observation_space.shape, np.float64),
+        probe.action_space,
+    )
     probe.close()
     vector_env = gym.vector.SyncVectorEnv if args.vector_strategy == "sync" else gym.vector.AsyncVectorEnv
     # sync: one pool shared by all slots; async: each slot's process keeps its own pool
     pool = run_utils.EnvPool(build, (args.seed, 0))
-    pools = [run_utils.EnvPool(build, (args.seed, slot)) if args.vector_strategy == "async" else pool for slot in range(args.num_envs)]
+    pools = [
+        run_utils.EnvPool(build, (args.seed, slot)) if args.vector_strategy == "async" else pool
+        for slot in range(args.num_envs)
+    ]
     slots = [partial(TaskSlot, slot, pools[slot], obs_space, act_space) for slot in range(args.num_envs)]
     envs = vector_env(slots, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
-    # the first eval env of each task seeded as Meta-World/custom-mt-envs seeds its envs; same-step autoreset as it has
-    seed = lambda task, copy: args.seed + task if copy == 0 else int(np.random.SeedSequence((args.seed, task, copy)).generate_state(1)[0])  # noqa: E731
-    evaluators = [partial(build, task, seed(task, copy)) for task in range(len(task_names)) for copy in range(args.eval_envs_per_task)]
+    # same-step autoreset, as Meta-World/custom-mt-envs has it
+    evaluators = [
+        partial(build, task, run_utils.eval_env_seed(args.seed, task, copy))
+        for task in range(len(task_names))
+        for copy in range(args.eval_envs_per_task)
+    ]
     eval_envs = vector_env(evaluators, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     return envs, eval_envs
 
@@ -213,23 +243,31 @@ class MultiHeadMLP(nn.Module):
     task. All heads are one matmul, then each sample's own head is picked by its task id; a batch of K equal
     task-major blocks, as the replay buffer draws it, takes each block through its own task's head only."""
 
-    def __init__(self, in_dim: int, hidden_dims, out_dim: int, num_tasks: int, ensemble: int = 1, head_scale: float = 1e-3):
+    def __init__(
+        self, in_dim: int, hidden_dims, out_dim: int, num_tasks: int, ensemble: int = 1, head_scale: float = 1e-3
+    ):
         super().__init__()
         dims = [in_dim, *hidden_dims, num_tasks * out_dim]
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
         # as Meta-World+ builds them: He-uniform torso weights, zero torso biases, heads uniform in +-head_scale
-        for layer, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
+        for layer, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
             torso = layer < len(hidden_dims)
             bound = math.sqrt(6 / fan_in) if torso else head_scale
             self.weights.append(nn.Parameter(torch.empty(ensemble, fan_in, fan_out).uniform_(-bound, bound)))
-            bias = torch.zeros(ensemble, 1, fan_out) if torso else torch.empty(ensemble, 1, fan_out).uniform_(-bound, bound)
+            bias = (
+                torch.zeros(ensemble, 1, fan_out)
+                if torso
+                else torch.empty(ensemble, 1, fan_out).uniform_(-bound, bound)
+            )
             self.biases.append(nn.Parameter(bias))
         self.num_tasks, self.out_dim = num_tasks, out_dim
 
     def forward(self, x: torch.Tensor, task: torch.Tensor, frozen: bool = False) -> torch.Tensor:
         """x: (batch, in_dim); task: (batch,) task ids, or (K, batch / K) for K equal blocks, block k of task k
         -> (ensemble, batch, out_dim). frozen: the weights detached, so a backward reaches x but not the weights."""
-        params = [(w.detach(), b.detach()) if frozen else (w, b) for w, b in zip(self.weights, self.biases)]
+        params = [
+            (w.detach(), b.detach()) if frozen else (w, b) for w, b in zip(self.weights, self.biases, strict=True)
+        ]
         x = x.expand(params[0][0].shape[0], -1, -1)
         for w, b in params[:-1]:
             # the bias added inside the matmul: under --bf16 a separate `+ b` would be an fp32 add and a cast back
@@ -237,7 +275,10 @@ class MultiHeadMLP(nn.Module):
         w, b = params[-1]  # the heads side by side: (ensemble, hidden, K * out_dim)
         # the losses and the policy's densities stay fp32 when autocast ran the matmuls in bfloat16
         if task.dim() == 2:  # (ensemble * K, ...): block k of the batch, and head k alone
-            per_task = lambda t: t.unflatten(-1, (self.num_tasks, self.out_dim)).transpose(1, 2).flatten(0, 1)  # noqa: E731
+
+            def per_task(t):
+                return t.unflatten(-1, (self.num_tasks, self.out_dim)).transpose(1, 2).flatten(0, 1)
+
             x, w, b = x.unflatten(1, task.shape).flatten(0, 1), per_task(w), per_task(b)
             if self.out_dim == 1:  # the critics' heads: a dot product per sample (faster than a matmul one column
                 # wide), in fp32 under --bf16 too: bf16 would round a Q near 4000 by up to 16, more than a reward
@@ -289,7 +330,9 @@ class Critic(nn.Module):
         super().__init__()
         self.net = MultiHeadMLP(obs_dim + act_dim, hidden_dims, 1, num_tasks, ensemble=2, head_scale=3e-3)
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor, task: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+    def forward(
+        self, obs: torch.Tensor, action: torch.Tensor, task: torch.Tensor, frozen: bool = False
+    ) -> torch.Tensor:
         return self.net(torch.cat([obs, action], -1), task, frozen).squeeze(-1)  # (2, batch)
 
 
@@ -354,7 +397,9 @@ class MultiTaskReplayBuffer:
         filled = int(self.size.max())  # a task's transitions sit at positions 0 .. size - 1
         state = {"pos": self.pos.clone(), "size": self.size.clone()}
         for name in ("obs", "next_obs", "actions", "rewards", "terminations"):
-            state[name] = getattr(self, name)[:, :filled].clone()  # a copy: torch.save would write a view's whole tensor
+            state[name] = getattr(self, name)[
+                :, :filled
+            ].clone()  # a copy: torch.save would write a view's whole tensor
         return state
 
     def load_state_dict(self, state: dict):
@@ -396,7 +441,11 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
     q_optimizer = adam(critic.parameters(), lr=args.q_lr)
     alpha_optimizer = adam([log_alpha], lr=args.alpha_lr)
     rb = MultiTaskReplayBuffer(num_tasks, args.buffer_size // num_tasks, obs_dim, act_dim, device)
-    actor_params, critic_params, target_params = list(actor.parameters()), list(critic.parameters()), list(target_critic.parameters())
+    actor_params, critic_params, target_params = (
+        list(actor.parameters()),
+        list(critic.parameters()),
+        list(target_critic.parameters()),
+    )
     autocast = partial(torch.autocast, device.type, torch.bfloat16, enabled=args.bf16)  # --bf16: matmuls in bfloat16
 
     def batch_mean(x):
@@ -426,7 +475,9 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
         actor_loss = batch_mean(alpha * log_prob - q_pi)
         # block k's temperature broadcast, not gathered: a gather's gradient is a scatter, which torch 2.13's CPU
         # compiler failed on in the one-graph update with weighted task blocks (drats_sac.py)
-        alpha_loss = batch_mean(-log_alpha[:, None].expand(task.shape).flatten() * (log_prob.detach() + args.target_entropy))
+        alpha_loss = batch_mean(
+            -log_alpha[:, None].expand(task.shape).flatten() * (log_prob.detach() + args.target_entropy)
+        )
         return actor_loss, alpha_loss
 
     def update(obs, actions, rewards, next_obs, terminations, task):
@@ -466,14 +517,25 @@ if __name__ == "__main__":
     envs, eval_envs = make_envs(args, task_names, goals)
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
 
-    actor, critic, target_critic, log_alpha, optimizers, rb, learn = make_learner(args, obs_dim, act_dim, num_tasks, device)
+    actor, critic, target_critic, log_alpha, optimizers, rb, learn = make_learner(
+        args, obs_dim, act_dim, num_tasks, device
+    )
     run_utils.check_output_location(run_dir, checkpointed=rb if args.checkpoint_buffer else None)
-    parts = {"actor": actor, "critic": critic, "target_critic": target_critic, "log_alpha": log_alpha, "buffer": rb,
-             **{f"optimizer{i}": opt for i, opt in enumerate(optimizers)}}  # what a checkpoint holds, with the loop's state
+    parts = {
+        "actor": actor,
+        "critic": critic,
+        "target_critic": target_critic,
+        "log_alpha": log_alpha,
+        "buffer": rb,
+        **{f"optimizer{i}": opt for i, opt in enumerate(optimizers)},
+    }  # what a checkpoint holds, with the loop's state
     resume_step = state["loop"][0] * args.num_envs if state else None  # global step of the checkpoint
     log = run_utils.RunLog(args, run_dir, task_names, device, __file__, resume_step, state and state["wandb_id"])
-    log.video_envs = [make_task_env(t, args.seed + 20_000 + t, task_names, goals, args.max_episode_steps, True)
-                      for t in range(num_tasks) if args.capture_video]  # fmt: skip
+    log.video_envs = [
+        make_task_env(t, args.seed + 20_000 + t, task_names, goals, args.max_episode_steps, True)
+        for t in range(num_tasks)
+        if args.capture_video
+    ]
 
     def checkpoint(step: int):  # taken at round boundaries, where no env is inside an episode
         run_utils.check_finite(logs, losses, step * args.num_envs, run_dir, progress)
@@ -517,7 +579,9 @@ if __name__ == "__main__":
             actions = rng.uniform(-1, 1, (args.num_envs, act_dim)).astype(np.float32)
         else:
             actions = actor.act(obs)
-            run_utils.check_finite(logs, losses, global_step, run_dir, progress)  # free: the actions' copy waited for the update
+            run_utils.check_finite(
+                logs, losses, global_step, run_dir, progress
+            )  # free: the actions' copy waited for the update
         # The update runs while the envs step (on a GPU it runs by itself once launched; with --vector-strategy
         # async the envs step in their own processes), on the buffer as it was before this step's transitions.
         learning = global_step > args.learning_starts and buffer_ready
@@ -525,7 +589,9 @@ if __name__ == "__main__":
             envs.step_async(actions)
         if learning:
             logs = learn()
-        next_obs, rewards, terminations, truncations, infos = envs.step_wait() if args.vector_strategy == "async" else envs.step(actions)
+        next_obs, rewards, terminations, truncations, infos = (
+            envs.step_wait() if args.vector_strategy == "async" else envs.step(actions)
+        )
         episode_return += rewards
         episode_success |= infos["success"] > 0
         # Truncation at the episode limit is not a terminal state: the target bootstraps from
@@ -542,10 +608,12 @@ if __name__ == "__main__":
 
         if step % 100 == 0:
             if learning:
-                log.scalars("losses", dict(zip(losses, logs.tolist())), global_step)
+                log.scalars("losses", dict(zip(losses, logs.tolist(), strict=True)), global_step)
             progress.show(global_step, eval_success=f"{last_success:.2f}")
         if global_step >= next_eval or step == num_steps - 1:
-            results = evaluation(partial(actor.act, deterministic=True), eval_envs, args.eval_episodes, args.eval_envs_per_task)
+            results = evaluation(
+                partial(actor.act, deterministic=True), eval_envs, args.eval_episodes, args.eval_envs_per_task
+            )
             last_success = log.evaluation(global_step, *results, policy=actor)
             next_eval = (global_step // args.eval_interval + 1) * args.eval_interval
         progress.update(args.num_envs)
@@ -556,7 +624,9 @@ if __name__ == "__main__":
     if stop:
         print(f"checkpoint at global step {step * args.num_envs}; resume with: python {sys.argv[0]} --resume {run_dir}")
     else:
-        if num_steps % args.max_episode_steps == 0:  # at a round boundary: a larger --total-timesteps can go on from here
+        if (
+            num_steps % args.max_episode_steps == 0
+        ):  # at a round boundary: a larger --total-timesteps can go on from here
             checkpoint(num_steps)
         run_utils.save_policy(run_dir, actor, num_steps * args.num_envs)
         print(f"final mean eval success rate {last_success:.3f}; outputs in {run_dir}")

@@ -12,17 +12,19 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
-sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))  # for baselines/: run_utils.py is one folder up
-import run_utils  # noqa: E402  (first: it sets MUJOCO_GL before mujoco loads)
+sys.path.append(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
+)  # for baselines/: run_utils.py is one folder up
+import run_utils  # first: it sets MUJOCO_GL before mujoco loads
 
-import gymnasium as gym  # noqa: E402
-import metaworld  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from metaworld.env_dict import ALL_V3_ENVIRONMENTS  # noqa: E402
-from metaworld.wrappers import AutoTerminateOnSuccessWrapper, RandomTaskSelectWrapper  # noqa: E402
+import gymnasium as gym
+import metaworld
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+from metaworld.wrappers import AutoTerminateOnSuccessWrapper, RandomTaskSelectWrapper
 
 
 @dataclass
@@ -77,7 +79,7 @@ class Args:
     eval_episodes: int = 100
     """evaluation episodes per task, deterministic policy (the mean action), success at any step counts"""
     eval_envs_per_task: int = 1
-    """eval envs per task, sharing its episodes (with --vector-strategy async, one process each: evaluation spread over more cores)"""
+    """eval envs per task, sharing its episodes (with --vector-strategy async: one process each, on more cores)"""
     run_name: str | None = None
     """run directory under runs/ (unset: <env-id or customK>__<exp-name>__<seed>__<unix time>)"""
     cuda: bool = True
@@ -100,11 +102,12 @@ class Args:
     smt_num_active: int | None = None
     """size of the active set (unset: 3 on MT10, 8 on MT50, round(1.75 + K / 8) in general)"""
     smt_low_threshold: float | None = None
-    """an active task out of budget whose window-mean return is below this is unsolvable (unset: 4 x max-episode-steps, 2000 at 500)"""
+    """an active task out of budget with a window-mean return below this is unsolvable (unset: 4 x episode steps)"""
     smt_high_thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
-    """an active task whose window-mean return exceeds its high threshold is solved; pairs of task name and threshold override the defaults: on MT10 and --tasks lists the authors' MT10 value of each MT10 task (4000 for others), on MT25 and MT50 4000 for every task (the authors' MT50 code never ran); all scaled by max-episode-steps / 500"""
+    """task name and threshold pairs: a task whose window-mean return passes its threshold is solved (defaults:
+    the authors' MT10 values, 4000 elsewhere, scaled by max-episode-steps / 500; docs/baselines.md)"""
     smt_kappa: float = 0.8
-    """budget share: the first active set gets kappa x total-timesteps / num-active env steps each, a task promoted later kappa x (stage-1 env steps left) / num-active"""
+    """budget share: each active task gets kappa x (stage-1 env steps left) / num-active (docs/baselines.md)"""
     smt_stage1_share: float = 0.85
     """share of --total-timesteps spent scheduling (stage 1) before sampling all tasks uniformly (stage 2)"""
     smt_eps: float | None = None
@@ -124,11 +127,19 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
     args.checkpoint_interval = args.eval_interval if args.checkpoint_interval is None else args.checkpoint_interval
     # a rollout is whole episodes: every rollout starts with a round, and GAE never crosses a rollout
     if args.num_steps % args.max_episode_steps:
-        run_utils.fail(f"--num-steps must be a multiple of --max-episode-steps ({args.max_episode_steps}), got {args.num_steps}")
+        run_utils.fail(
+            f"--num-steps must be a multiple of --max-episode-steps ({args.max_episode_steps}), got {args.num_steps}"
+        )
     if args.total_timesteps < args.num_envs * args.num_steps:
-        run_utils.fail(f"--total-timesteps must hold one rollout (num-envs x num-steps = {args.num_envs * args.num_steps}), got {args.total_timesteps}")
+        run_utils.fail(
+            f"--total-timesteps must hold one rollout (num-envs x num-steps = {args.num_envs * args.num_steps}), "
+            f"got {args.total_timesteps}"
+        )
     if args.num_minibatches > args.num_envs * args.num_steps:
-        run_utils.fail(f"--num-minibatches must be at most the rollout size ({args.num_envs * args.num_steps}), got {args.num_minibatches}")
+        run_utils.fail(
+            f"--num-minibatches must be at most the rollout size ({args.num_envs * args.num_steps}), got "
+            f"{args.num_minibatches}"
+        )
     # ---- SMT ----
     args.smt_window = args.num_steps if args.smt_window is None else args.smt_window
     args.smt_num_active = min(k, round(1.75 + k / 8)) if args.smt_num_active is None else args.smt_num_active
@@ -136,14 +147,20 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
     args.smt_eps = 1 / (4 * k) if args.smt_eps is None else args.smt_eps
     names = args.tasks or tuple(getattr(metaworld.env_dict, f"{args.env_id}_V3"))
     if set(args.smt_high_thresholds) - set(names):
-        run_utils.fail(f"--smt-high-thresholds: {' '.join(sorted(set(args.smt_high_thresholds) - set(names)))} is not a task of this run")
+        run_utils.fail(
+            f"--smt-high-thresholds: {' '.join(sorted(set(args.smt_high_thresholds) - set(names)))} is not a task "
+            "of this run"
+        )
     scale = args.max_episode_steps / 500  # the thresholds are returns of 500-step episodes
     authors = SMT_MT10_HIGH if args.tasks or args.env_id == "MT10" else {}
     args.smt_high_thresholds = {n: args.smt_high_thresholds.get(n, authors.get(n, 4000.0) * scale) for n in names}
     if args.smt_num_active > k:
         run_utils.fail(f"--smt-num-active must be at most the number of tasks ({k}), got {args.smt_num_active}")
     if args.smt_low_threshold > min(args.smt_high_thresholds.values()):
-        run_utils.fail(f"--smt-low-threshold must not exceed any high threshold, got {args.smt_low_threshold} > {min(args.smt_high_thresholds.values())}")
+        run_utils.fail(
+            f"--smt-low-threshold must not exceed any high threshold, got {args.smt_low_threshold} > "
+            f"{min(args.smt_high_thresholds.values())}"
+        )
     if args.smt_eps > 1 / k:
         run_utils.fail(f"--smt-eps must be at most 1/K = {1 / k:.4g} for {k} tasks, got {args.smt_eps}")
     if args.smt_window < args.max_episode_steps:
@@ -156,28 +173,39 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
 
 # ---- Environments ----
 def load_goals(args: Args) -> tuple[list[str], list[list]]:
-    """Task names in one-hot order and each task's 50 goals (for training and evaluation), as Meta-World defines them."""
+    """Task names in one-hot order and each task's 50 goals, as Meta-World defines them."""
     if args.tasks:  # as Meta-World/custom-mt-envs does: task i gets its goals from seed + i
-        return list(args.tasks), [metaworld.MT1(name, seed=args.seed + i).train_tasks for i, name in enumerate(args.tasks)]
+        return list(args.tasks), [
+            metaworld.MT1(name, seed=args.seed + i).train_tasks for i, name in enumerate(args.tasks)
+        ]
     benchmark = getattr(metaworld, args.env_id)(seed=args.seed)
     names = list(benchmark.train_classes)
     return names, [[goal for goal in benchmark.train_tasks if goal.env_name == name] for name in names]
 
 
-def make_task_env(task: int, seed: int, task_names: list[str], goals: list[list], max_episode_steps: int, render: bool = False):
+def make_task_env(
+    task: int, seed: int, task_names: list[str], goals: list[list], max_episode_steps: int, render: bool = False
+):
     """One Meta-World env of task `task`: reward v2, the one-hot task id appended to the observation,
     one of the task's 50 goals drawn at random at every reset (Meta-World's MT protocol)."""
     run_utils.ignore_stop_signals_in_workers()
     env = ALL_V3_ENVIRONMENTS[task_names[task]](
-        reward_function_version="v2", render_mode="rgb_array" if render else None, camera_name="corner", width=256, height=256
+        reward_function_version="v2",
+        render_mode="rgb_array" if render else None,
+        camera_name="corner",
+        width=256,
+        height=256,
     )
     env.seed(seed)
     env = gym.wrappers.TimeLimit(env, max_episode_steps)
     env = AutoTerminateOnSuccessWrapper(env)
     env.toggle_terminate_on_success(False)  # training episodes never end early; evaluation turns it on
-    # the one-hot task id appended as Meta-World's OneHotWrapper does, with float32 bounds (its float64 ones make gymnasium warn)
+    # the one-hot task id appended as Meta-World's OneHotWrapper does, with float32 bounds (its float64 ones make
+    # gymnasium warn)
     one_hot, space = np.eye(len(task_names))[task], env.observation_space
-    space = gym.spaces.Box(np.append(space.low, 0 * one_hot).astype(np.float32), np.append(space.high, 0 * one_hot + 1).astype(np.float32))
+    space = gym.spaces.Box(
+        np.append(space.low, 0 * one_hot).astype(np.float32), np.append(space.high, 0 * one_hot + 1).astype(np.float32)
+    )
     env = gym.wrappers.TransformObservation(env, lambda obs: np.concatenate([obs, one_hot]), space)
     env = gym.wrappers.RecordEpisodeStatistics(env)
     env = RandomTaskSelectWrapper(env, goals[task])
@@ -217,17 +245,26 @@ def make_envs(args: Args, task_names: list[str], goals: list[list]):
     observation) and the evaluation envs, `eval_envs_per_task` per task."""
     build = partial(make_task_env, task_names=task_names, goals=goals, max_episode_steps=args.max_episode_steps)
     probe = build(0, args.seed)
-    obs_space, act_space = gym.spaces.Box(-np.inf, np.inf, probe.observation_space.shape, np.float64), probe.action_space
+    obs_space, act_space = (
+        gym.spaces.Box(-np.inf, np.inf, probe.observation_space.shape, np.float64),
+        probe.action_space,
+    )
     probe.close()
     vector_env = gym.vector.SyncVectorEnv if args.vector_strategy == "sync" else gym.vector.AsyncVectorEnv
     # sync: one pool shared by all slots; async: each slot's process keeps its own pool
     pool = run_utils.EnvPool(build, (args.seed, 0))
-    pools = [run_utils.EnvPool(build, (args.seed, slot)) if args.vector_strategy == "async" else pool for slot in range(args.num_envs)]
+    pools = [
+        run_utils.EnvPool(build, (args.seed, slot)) if args.vector_strategy == "async" else pool
+        for slot in range(args.num_envs)
+    ]
     slots = [partial(TaskSlot, slot, pools[slot], obs_space, act_space) for slot in range(args.num_envs)]
     envs = vector_env(slots, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
-    # the first eval env of each task seeded as Meta-World/custom-mt-envs seeds its envs; same-step autoreset as it has
-    seed = lambda task, copy: args.seed + task if copy == 0 else int(np.random.SeedSequence((args.seed, task, copy)).generate_state(1)[0])  # noqa: E731
-    evaluators = [partial(build, task, seed(task, copy)) for task in range(len(task_names)) for copy in range(args.eval_envs_per_task)]
+    # same-step autoreset, as Meta-World/custom-mt-envs has it
+    evaluators = [
+        partial(build, task, run_utils.eval_env_seed(args.seed, task, copy))
+        for task in range(len(task_names))
+        for copy in range(args.eval_envs_per_task)
+    ]
     eval_envs = vector_env(evaluators, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     return envs, eval_envs
 
@@ -240,22 +277,28 @@ class MultiHeadMLP(nn.Module):
     """`ensemble` MLPs evaluated as one chain of batched matmuls: a shared ReLU torso and one output head per
     task. All heads are one matmul, then each sample's own head is picked by its task id."""
 
-    def __init__(self, in_dim: int, hidden_dims, out_dim: int, num_tasks: int, ensemble: int = 1, head_scale: float = 1e-3):
+    def __init__(
+        self, in_dim: int, hidden_dims, out_dim: int, num_tasks: int, ensemble: int = 1, head_scale: float = 1e-3
+    ):
         super().__init__()
         dims = [in_dim, *hidden_dims, num_tasks * out_dim]
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
         # as the authors build them: He-uniform torso weights, zero torso biases, heads uniform in +-head_scale
-        for layer, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
+        for layer, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
             torso = layer < len(hidden_dims)
             bound = math.sqrt(6 / fan_in) if torso else head_scale
             self.weights.append(nn.Parameter(torch.empty(ensemble, fan_in, fan_out).uniform_(-bound, bound)))
-            bias = torch.zeros(ensemble, 1, fan_out) if torso else torch.empty(ensemble, 1, fan_out).uniform_(-bound, bound)
+            bias = (
+                torch.zeros(ensemble, 1, fan_out)
+                if torso
+                else torch.empty(ensemble, 1, fan_out).uniform_(-bound, bound)
+            )
             self.biases.append(nn.Parameter(bias))
         self.num_tasks, self.out_dim = num_tasks, out_dim
 
     def forward(self, x: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
         """x: (batch, in_dim), task: (batch,) -> (ensemble, batch, out_dim)"""
-        for layer, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             x = torch.matmul(x, w) + b
             if layer < len(self.weights) - 1:
                 x = F.relu(x)
@@ -359,10 +402,17 @@ def normalize_per_task(adv: torch.Tensor, task: torch.Tensor, num_tasks: int) ->
 # SMT, the networks are never reset.
 MAIN, ACTIVE, SOLVED, UNSOLVABLE = 0, 1, 2, 3  # the pool codes logged in the gap column of sampler.csv
 SMT_MT10_HIGH = {  # the authors' high thresholds on MT10, returns of 500-step episodes
-    "reach-v3": 4000.0, "push-v3": 3000.0, "pick-place-v3": 3000.0, "door-open-v3": 4000.0, "drawer-open-v3": 4000.0,
-    "drawer-close-v3": 4000.0, "button-press-topdown-v3": 3000.0, "peg-insert-side-v3": 3500.0,
-    "window-open-v3": 4000.0, "window-close-v3": 4000.0,
-}  # fmt: skip
+    "reach-v3": 4000.0,
+    "push-v3": 3000.0,
+    "pick-place-v3": 3000.0,
+    "door-open-v3": 4000.0,
+    "drawer-open-v3": 4000.0,
+    "drawer-close-v3": 4000.0,
+    "button-press-topdown-v3": 3000.0,
+    "peg-insert-side-v3": 3500.0,
+    "window-open-v3": 4000.0,
+    "window-close-v3": 4000.0,
+}
 
 
 class SMTSampler:
@@ -397,7 +447,10 @@ class SMTSampler:
             while (self.pool == ACTIVE).sum() < self.num_active and (self.pool == MAIN).any():
                 waiting = np.flatnonzero(self.pool == MAIN)
                 hardest = waiting[np.argmin(mean_return[waiting])]  # hard tasks first
-                self.pool[hardest], self.budget[hardest] = ACTIVE, self.kappa * (self.stage1_steps - self.steps) / self.num_active
+                self.pool[hardest], self.budget[hardest] = (
+                    ACTIVE,
+                    self.kappa * (self.stage1_steps - self.steps) / self.num_active,
+                )
                 self.used[hardest] = 0
         active = self.pool == ACTIVE
         if self.steps < self.stage1_steps and active.any():
@@ -413,7 +466,10 @@ class SMTSampler:
 if __name__ == "__main__":
     args = run_utils.parse_args(Args, resolve_args)
     run_dir = args.resume or os.path.join("runs", args.run_name)
-    rollout_size, num_iterations = args.num_envs * args.num_steps, args.total_timesteps // (args.num_envs * args.num_steps)
+    rollout_size, num_iterations = (
+        args.num_envs * args.num_steps,
+        args.total_timesteps // (args.num_envs * args.num_steps),
+    )
     state = run_utils.load_checkpoint(run_dir, rollout_size, args.total_timesteps) if args.resume else None
     device, rng = run_utils.seed_everything(args)
 
@@ -444,14 +500,17 @@ if __name__ == "__main__":
         """Clipped policy-gradient passes over the rollout, stopped early when the policy moves too far."""
         with torch.no_grad():
             rewards = torch.as_tensor(rewards_buf, device=device)
-            split = lambda x: x.unflatten(0, (rounds, args.max_episode_steps))  # noqa: E731
+
+            def split(x):
+                return x.unflatten(0, (rounds, args.max_episode_steps))
+
             advantages, returns = gae(split(rewards), split(values_buf), last_values, args.gamma, args.gae_lambda)
         b_obs, b_actions, b_tasks = obs_buf.flatten(0, 1), actions_buf.flatten(0, 1), tasks_buf.flatten(0, 1)
         b_log_probs, b_values = log_probs_buf.flatten(), values_buf.flatten()
         b_advantages, b_returns = advantages.flatten(), returns.flatten()
         sums = torch.zeros(6, device=device)  # pg_loss, v_loss, entropy, approx_kl, clipfrac, minibatches
-        stopped = False
-        for epoch in range(args.update_epochs):
+        stopped, epochs_done = False, 0
+        for _ in range(args.update_epochs):
             for mb in torch.randperm(rollout_size, device=device).tensor_split(args.num_minibatches):
                 log_prob, entropy, value = agent.evaluate(b_obs[mb], b_actions[mb], b_tasks[mb])
                 log_ratio = log_prob - b_log_probs[mb]
@@ -476,27 +535,44 @@ if __name__ == "__main__":
                 nn.utils.clip_grad_norm_(agent.critic.parameters(), args.max_grad_norm)
                 actor_optimizer.step()
                 critic_optimizer.step()
-                sums += torch.stack([pg_loss, v_loss, entropy.mean(), approx_kl, clipfrac, torch.ones((), device=device)]).detach()
+                sums += torch.stack(
+                    [pg_loss, v_loss, entropy.mean(), approx_kl, clipfrac, torch.ones((), device=device)]
+                ).detach()
             if stopped:
                 break
+            epochs_done += 1
         explained_variance = 1 - (b_returns - b_values).var() / b_returns.var().clamp_min(1e-8)
-        return sums, explained_variance, epoch + 1 - stopped
+        return sums, explained_variance, epochs_done
 
     resume_step = state["loop"][0] * rollout_size if state else None  # global step of the checkpoint
     log = run_utils.RunLog(args, run_dir, task_names, device, __file__, resume_step, state and state["wandb_id"])
-    log.video_envs = [make_task_env(t, args.seed + 20_000 + t, task_names, goals, args.max_episode_steps, True)
-                      for t in range(num_tasks) if args.capture_video]  # fmt: skip
+    log.video_envs = [
+        make_task_env(t, args.seed + 20_000 + t, task_names, goals, args.max_episode_steps, True)
+        for t in range(num_tasks)
+        if args.capture_video
+    ]
     # ---- SMT ----
     sampler = SMTSampler(
-        num_tasks, args.smt_num_active, args.smt_low_threshold, [args.smt_high_thresholds[n] for n in task_names],
-        args.smt_kappa, args.smt_eps, int(args.smt_stage1_share * args.total_timesteps), args.total_timesteps, rng,
-    )  # fmt: skip
+        num_tasks,
+        args.smt_num_active,
+        args.smt_low_threshold,
+        [args.smt_high_thresholds[n] for n in task_names],
+        args.smt_kappa,
+        args.smt_eps,
+        int(args.smt_stage1_share * args.total_timesteps),
+        args.total_timesteps,
+        rng,
+    )
     parts.update(sampler=sampler)  # its arrays, checkpointed
     # drats_sac.py's header: `gap` holds the task's pool (0 main, 1 active, 2 solved, 3 unsolvable), `target` its
     # budget of env steps (inf while it has none)
-    sampler_csv = log.csv("sampler.csv", ["global_step", "task", "prob", "gap", "target", "window_return", "window_episodes"])
+    sampler_csv = log.csv(
+        "sampler.csv", ["global_step", "task", "prob", "gap", "target", "window_return", "window_episodes"]
+    )
     if not state:
-        sampler_csv.writerows([0, name, sampler.q[t], MAIN, sampler.budget[t], "", 0] for t, name in enumerate(task_names))
+        sampler_csv.writerows(
+            [0, name, sampler.q[t], MAIN, sampler.budget[t], "", 0] for t, name in enumerate(task_names)
+        )
     # ---- end SMT ----
 
     def checkpoint(iteration: int):  # taken between rollouts, where no env is inside an episode
@@ -531,14 +607,22 @@ if __name__ == "__main__":
                 # task allocation: every task gets the same number of env steps (slot j runs task j when
                 # num-envs = K; otherwise the slots rotate through the tasks round by round)
                 slot_tasks = (np.arange(args.num_envs) + round_index * args.num_envs) % num_tasks
-                slot_tasks = rng.choice(num_tasks, size=args.num_envs, p=sampler.q)  # SMT: slots draw their tasks from q
-                obs, _ = envs.reset(options={"tasks": slot_tasks, "goals": rng.integers(len(goals[0]), size=args.num_envs)})
+                slot_tasks = rng.choice(num_tasks, size=args.num_envs, p=sampler.q)  # SMT
+                obs, _ = envs.reset(
+                    options={"tasks": slot_tasks, "goals": rng.integers(len(goals[0]), size=args.num_envs)}
+                )
                 slot_task_ids = torch.as_tensor(slot_tasks, device=device)
                 obs = torch.as_tensor(obs, dtype=torch.float32, device=device)
             global_step = (step + 1) * args.num_envs
             with torch.no_grad():
                 actions, log_prob, value = agent.sample(obs, slot_task_ids)
-            obs_buf[t], actions_buf[t], log_probs_buf[t], values_buf[t], tasks_buf[t] = obs, actions, log_prob, value, slot_task_ids
+            obs_buf[t], actions_buf[t], log_probs_buf[t], values_buf[t], tasks_buf[t] = (
+                obs,
+                actions,
+                log_prob,
+                value,
+                slot_task_ids,
+            )
             next_obs, rewards, terminations, truncations, infos = envs.step(actions.clamp(-1, 1).cpu().numpy())
             rewards_buf[t] = rewards
             episode_return += rewards
@@ -559,21 +643,27 @@ if __name__ == "__main__":
                 episode_return[:], episode_success[:] = 0, False
             if step % 100 == 0:
                 progress.update(global_step - progress.n)
-        if (iteration + 1) % math.ceil(args.smt_window / args.num_steps) == 0:  # SMT: q changes between rollouts
-            window_return, window_episodes = sampler.update()  # SMT
-            rows = zip(task_names, sampler.q, sampler.pool, sampler.budget, window_return, window_episodes)  # SMT
-            sampler_csv.writerows([global_step, *row] for row in rows)  # SMT
-            log.per_task({"task_prob": sampler.q, "smt_pool": sampler.pool}, global_step)  # SMT
-            progress.extra["q"] = f"{sampler.q.min():.3f}-{sampler.q.max():.3f}"  # SMT: its extremes on the bar
+        # ---- SMT ----
+        if (iteration + 1) % math.ceil(args.smt_window / args.num_steps) == 0:  # q changes between rollouts
+            window_return, window_episodes = sampler.update()
+            rows = zip(task_names, sampler.q, sampler.pool, sampler.budget, window_return, window_episodes, strict=True)
+            sampler_csv.writerows([global_step, *row] for row in rows)
+            log.per_task({"task_prob": sampler.q, "smt_pool": sampler.pool}, global_step)
+            progress.extra["q"] = f"{sampler.q.min():.3f}-{sampler.q.max():.3f}"  # its extremes on the bar
+        # ---- end SMT ----
 
         sums, explained_variance, epochs = ppo_update()
         logs = torch.cat([sums[:5] / sums[5].clamp_min(1), explained_variance[None]])
         run_utils.check_finite(logs[:4], losses[:4], global_step, run_dir, progress)
-        log.scalars("losses", {**dict(zip(losses, logs.tolist())), "epochs": epochs}, global_step)  # one sync per rollout
+        log.scalars(
+            "losses", {**dict(zip(losses, logs.tolist(), strict=True)), "epochs": epochs}, global_step
+        )  # one sync per rollout
         progress.update(global_step - progress.n)
         progress.show(global_step, eval_success=f"{last_success:.2f}", epochs=epochs)
         if global_step >= next_eval or iteration == num_iterations - 1:
-            results = evaluation(partial(agent.act, deterministic=True), eval_envs, args.eval_episodes, args.eval_envs_per_task)
+            results = evaluation(
+                partial(agent.act, deterministic=True), eval_envs, args.eval_episodes, args.eval_envs_per_task
+            )
             last_success = log.evaluation(global_step, *results, policy=agent)
             next_eval = (global_step // args.eval_interval + 1) * args.eval_interval
     else:  # every step ran: a stop asked for during the last rollout finds the run complete, with nothing to resume
@@ -581,7 +671,10 @@ if __name__ == "__main__":
 
     progress.close()
     if stop:
-        print(f"checkpoint at global step {iteration * rollout_size}; resume with: python {sys.argv[0]} --resume {run_dir}")
+        print(
+            f"checkpoint at global step {iteration * rollout_size}; resume with: python {sys.argv[0]} --resume "
+            f"{run_dir}"
+        )
     else:
         checkpoint(num_iterations)  # a larger --total-timesteps can go on from here
         print(f"final mean eval success rate {last_success:.3f}; outputs in {run_dir}")

@@ -16,13 +16,13 @@ import sys
 from dataclasses import dataclass
 from functools import partial
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "baselines")]
-import run_utils  # noqa: E402  (first: it sets MUJOCO_GL before mujoco loads)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "baselines"))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import run_utils  # first: it sets MUJOCO_GL before mujoco loads
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import tyro  # noqa: E402
+import numpy as np
+import torch
+import tyro
 
 
 @dataclass
@@ -92,7 +92,7 @@ def main(args: Args):
     eval_envs.close()
     mean_returns = [float(np.mean(r)) for r in returns]
     width = max(map(len, task_names))
-    for name, rate, ret in zip(task_names, success, mean_returns):
+    for name, rate, ret in zip(task_names, success, mean_returns, strict=True):
         print(f"  {name:<{width}}  success {rate:.2f}  mean return {ret:8.1f}")
     print(f"mean success {success.mean():.3f}, worst task {success.min():.2f} ({len(task_names)} tasks)")
 
@@ -102,7 +102,10 @@ def main(args: Args):
         writer = csv.writer(f, lineterminator="\n")
         if new:
             writer.writerow(["global_step", "task", "success_rate", "mean_return"])
-        writer.writerows([global_step, name, float(rate), ret] for name, rate, ret in zip(task_names, success, mean_returns))
+        writer.writerows(
+            [global_step, name, float(rate), ret]
+            for name, rate, ret in zip(task_names, success, mean_returns, strict=True)
+        )
     print(f"results appended to {path}")
 
     if args.capture_video:

@@ -117,7 +117,7 @@ def load_run(path: str, include_unfinished: bool) -> Run:
         method, tasks, seed = config["exp_name"], list(config["task_names"]), int(config["seed"])
         final_step = config["total_timesteps"] // config["num_envs"] * config["num_envs"]
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise Skip(f"unreadable config.json ({type(error).__name__}: {error})")
+        raise Skip(f"unreadable config.json ({type(error).__name__}: {error})") from error
     bench = f"custom{len(tasks)}" if config.get("tasks") else config["env_id"]
     eval_path = os.path.join(path, "eval.csv")
     if not os.path.exists(eval_path):
@@ -126,21 +126,28 @@ def load_run(path: str, include_unfinished: bool) -> Run:
         rows = read_rows(eval_path, ["global_step", "task", "success_rate", "mean_return"])
         by_step: dict[int, dict[str, tuple[float, float]]] = {}
         for row in rows:
-            by_step.setdefault(int(row["global_step"]), {})[row["task"]] = (float(row["success_rate"]), float(row["mean_return"]))
+            by_step.setdefault(int(row["global_step"]), {})[row["task"]] = (
+                float(row["success_rate"]),
+                float(row["mean_return"]),
+            )
     except (OSError, ValueError) as error:
-        raise Skip(f"unreadable eval.csv ({type(error).__name__}: {error})")
+        raise Skip(f"unreadable eval.csv ({type(error).__name__}: {error})") from error
     # an evaluation that a crash cut short has rows for only some tasks: it does not count
     steps = sorted(s for s, row in by_step.items() if set(row) == set(tasks))
     if not steps:
         raise Skip("no complete evaluation yet")
     if steps[-1] < final_step and not include_unfinished:
-        raise Skip(f"unfinished (last evaluation at {steps[-1]:,} of {final_step:,} env steps; see --include-unfinished)")
+        raise Skip(
+            f"unfinished (last evaluation at {steps[-1]:,} of {final_step:,} env steps; see --include-unfinished)"
+        )
     success, returns = np.array([[by_step[s][t] for t in tasks] for s in steps]).transpose(2, 0, 1)
     run = Run(path, method, bench, tasks, seed, config, np.array(steps), success, returns)
     try:  # training episodes and the sampler's q are extras: a figure goes without them, the tables do not need them
         episodes = read_rows(os.path.join(path, "episodes.csv"), ["global_step", "task"])
         for task in tasks:
-            run.episodes[task] = np.array([int(r["global_step"]) for r in episodes if r["task"] == task], dtype=np.int64)
+            run.episodes[task] = np.array(
+                [int(r["global_step"]) for r in episodes if r["task"] == task], dtype=np.int64
+            )
     except (OSError, ValueError, Skip):
         run.episodes = {}
     try:
@@ -223,20 +230,43 @@ def summarize(bench: str, runs: list[Run], args: Args, out: str) -> tuple[str, l
     return_per_seed = {m: np.array([r.returns[-1].mean() for r in rs])[:, None] for m, rs in by_method.items()}
     return_point, return_ci = interval(return_per_seed, lambda x: np.array([metrics.aggregate_mean(x)]), args)
 
-    header = ["method", "seeds", "final_mean_success", "final_mean_success_ci_low", "final_mean_success_ci_high",
-              "final_iqm_success", "final_iqm_success_ci_low", "final_iqm_success_ci_high",
-              "final_worst_task_success", "final_worst_task_success_ci_low", "final_worst_task_success_ci_high"]  # fmt: skip
+    header = [
+        "method",
+        "seeds",
+        "final_mean_success",
+        "final_mean_success_ci_low",
+        "final_mean_success_ci_high",
+        "final_iqm_success",
+        "final_iqm_success_ci_low",
+        "final_iqm_success_ci_high",
+        "final_worst_task_success",
+        "final_worst_task_success_ci_low",
+        "final_worst_task_success_ci_high",
+    ]
     for level in args.thresholds:
         header += [f"steps_to_{level:g}", f"seeds_reaching_{level:g}"]
     header += ["final_mean_return", "final_mean_return_ci_low", "final_mean_return_ci_high"]
-    md = ["| method | seeds | final mean success [95% CI] | IQM over seeds [95% CI] | worst-task success [95% CI] | "
-          "final mean return [95% CI] | " + " | ".join(f"env steps to {level:.0%}" for level in args.thresholds) + " |",
-          "|---" * (6 + len(args.thresholds)) + "|"]  # fmt: skip
+    md = [
+        "| method | seeds | final mean success [95% CI] | IQM over seeds [95% CI] | worst-task success [95% CI] | "
+        "final mean return [95% CI] | " + " | ".join(f"env steps to {level:.0%}" for level in args.thresholds) + " |",
+        "|---" * (6 + len(args.thresholds)) + "|",
+    ]
     rows = []
     for m in methods:
-        reach = {level: [steps_to_reach(r.steps, r.success.mean(axis=1), level) for r in by_method[m]] for level in args.thresholds}
-        row = [m, len(by_method[m]), mean_point[m][0], *mean_ci[m][:, 0], iqm_point[m][0], *iqm_ci[m][:, 0],
-               worst_point[m][0], *worst_ci[m][:, 0]]  # fmt: skip
+        reach = {
+            level: [steps_to_reach(r.steps, r.success.mean(axis=1), level) for r in by_method[m]]
+            for level in args.thresholds
+        }
+        row = [
+            m,
+            len(by_method[m]),
+            mean_point[m][0],
+            *mean_ci[m][:, 0],
+            iqm_point[m][0],
+            *iqm_ci[m][:, 0],
+            worst_point[m][0],
+            *worst_ci[m][:, 0],
+        ]
         for level in args.thresholds:
             reached = [v for v in reach[level] if not math.isnan(v)]
             row += [float(np.mean(reached)) if reached else "", len(reached)]
@@ -253,9 +283,16 @@ def summarize(bench: str, runs: list[Run], args: Args, out: str) -> tuple[str, l
         f.write("\n".join(md) + "\n")
 
     per_task = np.array([final[m].mean(axis=0) for m in methods])  # (methods, tasks)
-    write_csv(os.path.join(out, f"{bench}_per_task.csv"), ["method", *tasks], [[m, *v] for m, v in zip(methods, per_task)])
+    write_csv(
+        os.path.join(out, f"{bench}_per_task.csv"),
+        ["method", *tasks],
+        [[m, *v] for m, v in zip(methods, per_task, strict=True)],
+    )
     task_md = ["| method | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
-    task_md += [f"| {label(m)} | " + " | ".join(f"{v:.2f}" for v in values) + " |" for m, values in zip(methods, per_task)]
+    task_md += [
+        f"| {label(m)} | " + " | ".join(f"{v:.2f}" for v in values) + " |"
+        for m, values in zip(methods, per_task, strict=True)
+    ]
     with open(os.path.join(out, f"{bench}_per_task.md"), "w") as f:
         f.write("\n".join(task_md) + "\n")
 
@@ -276,7 +313,8 @@ def summarize(bench: str, runs: list[Run], args: Args, out: str) -> tuple[str, l
         f"## {bench}",
         "",
         f"Tasks ({len(tasks)}): {', '.join(tasks)}. Seeds: {n_seeds}. Final evaluation at "
-        + " / ".join(f"{b:,}" for b in budgets) + " env steps. Success rates are Meta-World's evaluation "
+        + " / ".join(f"{b:,}" for b in budgets)
+        + " env steps. Success rates are Meta-World's evaluation "
         "(success at any step of an episode), final = the last evaluation of each run; mean and IQM are over "
         "seeds of the per-seed mean over tasks, with 95% percentile-bootstrap intervals over seeds (rliable); "
         "mean return: the final evaluation's mean undiscounted episode return, mean over tasks and seeds; "
@@ -291,7 +329,7 @@ def summarize(bench: str, runs: list[Run], args: Args, out: str) -> tuple[str, l
         *diff_md,
         *[f"![{name}]({name})" for name in figures],
         "",
-    ]  # fmt: skip
+    ]
     return "\n".join(section), figures
 
 
@@ -321,8 +359,10 @@ def difference_rows(scores: dict[str, np.ndarray], args: Args) -> tuple[list[lis
         worst = bootstrap_difference(scores[m].min(axis=1), scores[baseline].min(axis=1), args)
         rows.append([m, baseline, len(scores[m]), len(scores[baseline]), *mean, *worst])
         one_seed = min(len(scores[m]), len(scores[baseline])) < 2  # a bootstrap over one seed has no width
-        md.append(f"| {label(m)} - {label(baseline)} | {len(scores[m])} vs {len(scores[baseline])} | "
-                  f"{fmt_difference(mean, one_seed)} | {fmt_difference(worst, one_seed)} |")  # fmt: skip
+        md.append(
+            f"| {label(m)} - {label(baseline)} | {len(scores[m])} vs {len(scores[baseline])} | "
+            f"{fmt_difference(mean, one_seed)} | {fmt_difference(worst, one_seed)} |"
+        )
     return rows, md
 
 
@@ -333,20 +373,32 @@ def fmt_difference(d: tuple[float, float, float], one_seed: bool = False) -> str
     return f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]{excludes}"
 
 
-DIFFERENCE_HEADER = ["method", "baseline", "seeds", "baseline_seeds", "mean_success_difference",
-                     "mean_success_difference_ci_low", "mean_success_difference_ci_high", "worst_task_difference",
-                     "worst_task_difference_ci_low", "worst_task_difference_ci_high"]  # fmt: skip
+DIFFERENCE_HEADER = [
+    "method",
+    "baseline",
+    "seeds",
+    "baseline_seeds",
+    "mean_success_difference",
+    "mean_success_difference_ci_low",
+    "mean_success_difference_ci_high",
+    "worst_task_difference",
+    "worst_task_difference_ci_low",
+    "worst_task_difference_ci_high",
+]
 
 
 def differences(bench: str, final: dict[str, np.ndarray], args: Args, out: str) -> list[str]:
     """Each method minus Uniform on the same learner, and ours minus the reference: final mean success and
     worst-task success per seed, with the bootstrap interval of the difference. Returns its Markdown (nothing
     without a pair to compare)."""
-    md = ["Each method minus Uniform on the same learner, and our Uniform minus the reference (final success, per "
-          "seed; 95% percentile-bootstrap interval of the difference of means, the seeds of each method resampled on "
-          "their own). An interval that excludes 0 is a difference at the 5% level.", "",
-          "| method - baseline | seeds | mean success difference [95% CI] | worst-task success difference [95% CI] |",
-          "|---|---|---|---|"]  # fmt: skip
+    md = [
+        "Each method minus Uniform on the same learner, and our Uniform minus the reference (final success, per "
+        "seed; 95% percentile-bootstrap interval of the difference of means, the seeds of each method resampled on "
+        "their own). An interval that excludes 0 is a difference at the 5% level.",
+        "",
+        "| method - baseline | seeds | mean success difference [95% CI] | worst-task success difference [95% CI] |",
+        "|---|---|---|---|",
+    ]
     rows, table = difference_rows(final, args)
     if not rows:
         return []
@@ -359,25 +411,50 @@ def differences(bench: str, final: dict[str, np.ndarray], args: Args, out: str) 
 def at_steps(bench: str, by_method: dict[str, list[Run]], args: Args, out: str) -> list[str]:
     """Mean and worst-task success at each --at step (each run's evaluation there; a run without one is left out),
     and the compared pairs' differences there: <bench>_at.md / .csv. Returns its Markdown."""
-    header = ["env_steps", "method", "seeds", "mean_success", "mean_success_ci_low", "mean_success_ci_high",
-              "worst_task_success", "worst_task_success_ci_low", "worst_task_success_ci_high"]  # fmt: skip
+    header = [
+        "env_steps",
+        "method",
+        "seeds",
+        "mean_success",
+        "mean_success_ci_low",
+        "mean_success_ci_high",
+        "worst_task_success",
+        "worst_task_success_ci_low",
+        "worst_task_success_ci_high",
+    ]
     rows, diff_rows = [], []
-    md = ["| env steps | method | seeds | mean success [95% CI] | worst-task success [95% CI] |", "|---|---|---|---|---|"]
-    diff_md = ["| env steps | method - baseline | seeds | mean success difference [95% CI] | "
-               "worst-task success difference [95% CI] |", "|---|---|---|---|---|"]  # fmt: skip
+    md = [
+        "| env steps | method | seeds | mean success [95% CI] | worst-task success [95% CI] |",
+        "|---|---|---|---|---|",
+    ]
+    diff_md = [
+        "| env steps | method - baseline | seeds | mean success difference [95% CI] | "
+        "worst-task success difference [95% CI] |",
+        "|---|---|---|---|---|",
+    ]
     for step in args.at:
-        scores = {m: np.array([r.success[r.steps == step][0] for r in rs if step in r.steps]) for m, rs in by_method.items()}
+        scores = {
+            m: np.array([r.success[r.steps == step][0] for r in rs if step in r.steps]) for m, rs in by_method.items()
+        }
         scores = {m: s for m, s in scores.items() if len(s)}
         if not scores:
             continue
-        mean_point, mean_ci = interval({m: s.mean(axis=1, keepdims=True) for m, s in scores.items()},
-                                       lambda x: np.array([metrics.aggregate_mean(x)]), args)  # fmt: skip
-        worst_point, worst_ci = interval({m: s.min(axis=1, keepdims=True) for m, s in scores.items()},
-                                         lambda x: np.array([metrics.aggregate_mean(x)]), args)  # fmt: skip
+        mean_point, mean_ci = interval(
+            {m: s.mean(axis=1, keepdims=True) for m, s in scores.items()},
+            lambda x: np.array([metrics.aggregate_mean(x)]),
+            args,
+        )
+        worst_point, worst_ci = interval(
+            {m: s.min(axis=1, keepdims=True) for m, s in scores.items()},
+            lambda x: np.array([metrics.aggregate_mean(x)]),
+            args,
+        )
         for m, s in scores.items():
             rows.append([step, m, len(s), mean_point[m][0], *mean_ci[m][:, 0], worst_point[m][0], *worst_ci[m][:, 0]])
-            md.append(f"| {step:,} | {label(m)} | {len(s)} | {fmt_ci(mean_point[m][0], *mean_ci[m][:, 0])} | "
-                      f"{fmt_ci(worst_point[m][0], *worst_ci[m][:, 0])} |")  # fmt: skip
+            md.append(
+                f"| {step:,} | {label(m)} | {len(s)} | {fmt_ci(mean_point[m][0], *mean_ci[m][:, 0])} | "
+                f"{fmt_ci(worst_point[m][0], *worst_ci[m][:, 0])} |"
+            )
         pair_rows, pair_md = difference_rows(scores, args)
         diff_rows += [[step, *row] for row in pair_rows]
         diff_md += [f"| {step:,} {line}" for line in pair_md]
@@ -387,8 +464,10 @@ def at_steps(bench: str, by_method: dict[str, list[Run]], args: Args, out: str) 
     write_csv(os.path.join(out, f"{bench}_at_differences.csv"), ["env_steps", *DIFFERENCE_HEADER], diff_rows)
     with open(os.path.join(out, f"{bench}_at.md"), "w") as f:
         f.write("\n".join(md) + "\n\n" + "\n".join(diff_md) + "\n")
-    intro = (f"Success at {', '.join(f'{s:,}' for s in args.at)} env steps (each run's evaluation there; 95% "
-             "percentile-bootstrap intervals over seeds), and the compared pairs' differences there:")
+    intro = (
+        f"Success at {', '.join(f'{s:,}' for s in args.at)} env steps (each run's evaluation there; 95% "
+        "percentile-bootstrap intervals over seeds), and the compared pairs' differences there:"
+    )
     return [intro, "", *md, "", *diff_md, ""]
 
 
@@ -403,8 +482,12 @@ def plot_curves(bench: str, by_method: dict[str, list[Run]], args: Args, out: st
     runs = [r for rs in by_method.values() for r in rs]
     grid = common_grid(runs)
     fig, axes = plt.subplots(1, 3, figsize=(16, 4), sharex=True)
-    panels = [("mean success", "success", np.mean), ("worst-task success", "success", np.min), ("mean evaluation return", "returns", np.mean)]
-    for ax, (name, metric, reduce) in zip(axes, panels):
+    panels = [
+        ("mean success", "success", np.mean),
+        ("worst-task success", "success", np.min),
+        ("mean evaluation return", "returns", np.mean),
+    ]
+    for ax, (name, metric, reduce) in zip(axes, panels, strict=True):
         curves = {
             m: np.array([np.interp(grid, r.steps, reduce(getattr(r, metric), axis=1)) for r in rs])[:, None, :]
             for m, rs in by_method.items()
@@ -428,7 +511,7 @@ def plot_per_task_curves(bench: str, by_method: dict[str, list[Run]], tasks: lis
     """Which tasks each method learns, and when: every task's success against env steps, a panel per method."""
     fig, axes, _, colors = panels_per_method(by_method, lambda r: True, len(tasks), 4)
     grid = common_grid([r for rs in by_method.values() for r in rs])
-    for ax, (m, rs) in zip(axes, by_method.items()):
+    for ax, (m, rs) in zip(axes, by_method.items(), strict=True):
         success = np.mean([[np.interp(grid, r.steps, r.success[:, t]) for t in range(len(tasks))] for r in rs], axis=0)
         for t, task in enumerate(tasks):
             ax.plot(grid, success[t], color=colors[t], label=task)
@@ -450,7 +533,7 @@ def plot_tasks_by_method(bench: str, by_method: dict[str, list[Run]], tasks: lis
     rows = math.ceil(len(tasks) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), sharex=True, sharey=True, squeeze=False)
     grid = common_grid([r for rs in by_method.values() for r in rs])
-    for t, (ax, task) in enumerate(zip(axes.flat, tasks)):
+    for t, (ax, task) in enumerate(zip(axes.flat, tasks, strict=True)):
         for m, rs in by_method.items():
             success = np.mean([np.interp(grid, r.steps, r.success[:, t]) for r in rs], axis=0)
             ax.plot(grid, success, label=f"{label(m)} ({seeds(len(rs))})")
@@ -472,7 +555,9 @@ def plot_heatmap(bench: str, methods: list[str], tasks: list[str], per_task: np.
     ax.set_yticks(range(len(methods)), [label(m) for m in methods])
     if len(tasks) <= 20:
         for (i, j), value in np.ndenumerate(per_task):
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value < 0.6 else "black")
+            ax.text(
+                j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value < 0.6 else "black"
+            )
     fig.colorbar(image, ax=ax, label="final success rate (mean over seeds)")
     ax.set_title(f"{bench}: final success per task")
     return save(fig, out, f"{bench}_per_task.png")
@@ -495,7 +580,7 @@ def plot_task_distribution(bench: str, by_method: dict[str, list[Run]], tasks: l
     if panels is None:
         return None
     fig, axes, adaptive, colors = panels
-    for ax, (m, rs) in zip(axes, adaptive.items()):
+    for ax, (m, rs) in zip(axes, adaptive.items(), strict=True):
         last = min(max(r.sampler) for r in rs)
         grid = np.unique([s for r in rs for s in r.sampler if s <= last])
         # q is a step function between sampler updates: hold each run's last q, then average over seeds
@@ -521,11 +606,13 @@ def plot_env_steps(bench: str, by_method: dict[str, list[Run]], tasks: list[str]
     if panels is None:
         return None
     fig, axes, with_episodes, colors = panels
-    for ax, (m, rs) in zip(axes, with_episodes.items()):
+    for ax, (m, rs) in zip(axes, with_episodes.items(), strict=True):
         grid = np.linspace(0, min(r.steps[-1] for r in rs), 200)
         for t, task in enumerate(tasks):
             # every training episode is max-episode-steps env steps of its task
-            cumulative = [np.searchsorted(r.episodes[task], grid, side="right") * r.config["max_episode_steps"] for r in rs]
+            cumulative = [
+                np.searchsorted(r.episodes[task], grid, side="right") * r.config["max_episode_steps"] for r in rs
+            ]
             ax.plot(grid, np.mean(cumulative, axis=0), color=colors[t], label=task)
         ax.set_title(f"{label(m)} ({seeds(len(rs))})")
         steps_axis(ax, "env steps, all tasks")
@@ -539,7 +626,9 @@ def steps_axis(ax, label: str = "env steps"):
     """Env steps on the x axis as 150k, 20M: readable at any budget."""
     ax.set_xlabel(label)
     ax.xaxis.set_major_formatter(
-        matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1e6:g}M" if abs(x) >= 1e6 else f"{x / 1e3:g}k" if x else "0")
+        matplotlib.ticker.FuncFormatter(
+            lambda x, _: f"{x / 1e6:g}M" if abs(x) >= 1e6 else f"{x / 1e3:g}k" if x else "0"
+        )
     )
 
 
@@ -588,7 +677,9 @@ def main(args: Args):
     for path, why in skipped:
         print(f"  skipped {path}: {why}")
     if not groups:
-        sys.exit(f"error: no finished run to report in {', '.join(args.runs)}" + ("" if skipped else " (no run directories)"))
+        sys.exit(
+            f"error: no finished run to report in {', '.join(args.runs)}" + ("" if skipped else " (no run directories)")
+        )
     os.makedirs(args.out, exist_ok=True)
     sections = []
     for key, runs in sorted(groups.items()):
@@ -598,8 +689,11 @@ def main(args: Args):
         with open(os.path.join(args.out, f"{names[key]}_summary.md")) as f:
             print(f.read())
     runs_md = ["## Runs", "", "Used:", ""]
-    runs_md += [f"- `{r.path}`: {r.method}, seed {r.seed}, {r.bench}, last evaluation at {r.steps[-1]:,} env steps"
-                for rs in groups.values() for r in sorted(rs, key=lambda r: (r.method, r.seed))]  # fmt: skip
+    runs_md += [
+        f"- `{r.path}`: {r.method}, seed {r.seed}, {r.bench}, last evaluation at {r.steps[-1]:,} env steps"
+        for rs in groups.values()
+        for r in sorted(rs, key=lambda r: (r.method, r.seed))
+    ]
     if skipped:
         runs_md += ["", "Skipped:", ""] + [f"- `{path}`: {why}" for path, why in skipped]
     with open(os.path.join(args.out, "report.md"), "w") as f:

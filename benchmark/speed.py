@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import torch
@@ -38,10 +39,11 @@ import tyro
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from uniform_sac import Args as SACArgs
+from uniform_sac import make_learner, resolve_args
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from uniform_sac import Args as SACArgs  # noqa: E402
-from uniform_sac import make_learner, resolve_args  # noqa: E402
 
 # the configurations: (arguments of uniform_sac.py, number of tasks)
 CONFIGS = {
@@ -49,12 +51,38 @@ CONFIGS = {
     "mt50": (["--env-id", "MT50"], 50),
     "mt10-small": (["--env-id", "MT10", "--hidden-dims", "256", "256", "--batch-size", "260"], 10),
     # the learning test's: two tasks, one slot, 100-step episodes, 2 x 64 networks, batch 128
-    "small": (["--tasks", "drawer-close-v3", "handle-press-v3", "--num-envs", "1", "--max-episode-steps", "100",
-               "--hidden-dims", "64", "64", "--batch-size", "128"], 2),
-}  # fmt: skip
-MODES = {"fp32": [], "bf16": ["--bf16"], "compile": ["--compile"], "compile+bf16": ["--compile", "--bf16"], "cudagraphs": ["--cudagraphs"],
-         "cudagraphs+bf16": ["--cudagraphs", "--bf16"]}  # fmt: skip
-MATMULS = {torch.ops.aten.mm, torch.ops.aten.addmm, torch.ops.aten.bmm, torch.ops.aten.baddbmm}  # what the update's matmuls run as
+    "small": (
+        [
+            "--tasks",
+            "drawer-close-v3",
+            "handle-press-v3",
+            "--num-envs",
+            "1",
+            "--max-episode-steps",
+            "100",
+            "--hidden-dims",
+            "64",
+            "64",
+            "--batch-size",
+            "128",
+        ],
+        2,
+    ),
+}
+MODES = {
+    "fp32": [],
+    "bf16": ["--bf16"],
+    "compile": ["--compile"],
+    "compile+bf16": ["--compile", "--bf16"],
+    "cudagraphs": ["--cudagraphs"],
+    "cudagraphs+bf16": ["--cudagraphs", "--bf16"],
+}
+MATMULS = {
+    torch.ops.aten.mm,
+    torch.ops.aten.addmm,
+    torch.ops.aten.bmm,
+    torch.ops.aten.baddbmm,
+}  # what the update's matmuls run as
 OBS_DIM, ACT_DIM = 39, 4  # Meta-World's observation (before the one-hot) and action sizes
 
 
@@ -63,7 +91,7 @@ class Args:
     configs: tuple[Literal["mt10", "mt50", "mt10-small", "small"], ...] = ("mt10", "mt50", "mt10-small", "small")
     """configurations to measure"""
     modes: tuple[Literal["fp32", "bf16", "compile", "compile+bf16", "cudagraphs", "cudagraphs+bf16"], ...] = ()
-    """modes to measure (unset: every mode the device supports; cudagraphs needs a GPU, and bf16 on a CPU needs AVX-512 or AMX)"""
+    """modes to measure (unset: all the device supports; cudagraphs needs a GPU, bf16 on a CPU AVX-512 or AMX)"""
     updates: int = 20
     """timed updates per window, at least (after the warm-up)"""
     window_s: float = 1.0
@@ -79,8 +107,7 @@ class Args:
     vector_strategy: Literal["sync", "async"] = "sync"
     """how the full loop steps its envs (uniform_sac.py's --vector-strategy; async: one process per env)"""
     eval_loop: tuple[Literal["fp32", "bf16", "compile", "compile+bf16", "cudagraphs", "cudagraphs+bf16"], ...] = ()
-    """modes whose full loop is also timed up to its first evaluation at the default interval (200,000 env steps,
-    50 episodes per task), evaluation included: the rate a real run gets (minutes per configuration and mode on a GPU)"""
+    """modes whose full loop is also timed through its first evaluation (200,000 env steps, 50 episodes a task)"""
     eval_envs_per_task: int = 1
     """eval envs per task in the --eval-loop runs (uniform_sac.py's --eval-envs-per-task)"""
     cuda: bool = True
@@ -106,7 +133,9 @@ def timed(fn, device: torch.device, repeat: int, warmup: int = 3) -> float:
     return (time.perf_counter() - start) / repeat
 
 
-def matmul_peak(device: torch.device, shapes: list[tuple[int, int, int, int]], dtype: torch.dtype, square: bool = True) -> tuple[float, str, str]:
+def matmul_peak(
+    device: torch.device, shapes: list[tuple[int, int, int, int]], dtype: torch.dtype, square: bool = True
+) -> tuple[float, str, str]:
     """The best matrix-multiply rate (FLOP/s) in `dtype` over the paths torch offers here, on the given
     (ensemble, m, k, n) shapes and (square) a large square one; and each shape's best rate, as text."""
     best, by_shape = (0.0, ""), {}
@@ -115,7 +144,12 @@ def matmul_peak(device: torch.device, shapes: list[tuple[int, int, int, int]], d
         a = torch.randn(e, m, k, device=device, dtype=dtype)
         b = torch.randn(e, k, n, device=device, dtype=dtype)
         paths = {"torch.matmul": lambda a=a, b=b: torch.matmul(a, b)}
-        if device.type == "cpu" and e == 1 and dtype == torch.float32 and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+        if (
+            device.type == "cpu"
+            and e == 1
+            and dtype == torch.float32
+            and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+        ):
             w = b[0].t().contiguous()  # oneDNN's fp32 GEMM, which on some CPUs beats MKL's sgemm by 2x
             paths["oneDNN linear"] = lambda a=a[0], w=w: torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], "")
         for path, fn in paths.items():
@@ -139,7 +173,13 @@ class MatmulRecorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func.overloadpacket in MATMULS:
-            self.calls.append((func, [(a.shape, a.stride(), a.dtype) if isinstance(a, torch.Tensor) else a for a in args], kwargs or {}))
+            self.calls.append(
+                (
+                    func,
+                    [(a.shape, a.stride(), a.dtype) if isinstance(a, torch.Tensor) else a for a in args],
+                    kwargs or {},
+                )
+            )
         return func(*args, **(kwargs or {}))
 
 
@@ -152,10 +192,10 @@ def matmuls_alone(calls: list, device: torch.device) -> float:
         for a in args:
             if isinstance(a, tuple) and isinstance(a[2], torch.dtype):
                 shape, strides, dtype = a
-                storage = 1 + sum((n - 1) * s for n, s in zip(shape, strides))
+                storage = 1 + sum((n - 1) * s for n, s in zip(shape, strides, strict=True))
                 a = torch.randn(storage, device=device).to(dtype).as_strided(shape, strides)
             operands.append(a)
-        total += timed(lambda: func(*operands, **kwargs), device, repeat=5, warmup=2)
+        total += timed(partial(func, *operands, **kwargs), device, repeat=5, warmup=2)
     return total
 
 
@@ -176,7 +216,9 @@ def measure_update(config: str, mode: str, device: torch.device, args: Args) -> 
     torch.manual_seed(0)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    actor, critic, target_critic, log_alpha, optimizers, rb, learn = make_learner(run_args, OBS_DIM + k, ACT_DIM, k, device)
+    actor, critic, target_critic, log_alpha, optimizers, rb, learn = make_learner(
+        run_args, OBS_DIM + k, ACT_DIM, k, device
+    )
     for buffer in (rb.obs, rb.next_obs, rb.actions, rb.rewards):
         buffer.normal_()
     rb.size.fill_(rb.capacity)
@@ -197,8 +239,14 @@ def measure_update(config: str, mode: str, device: torch.device, args: Args) -> 
     seconds += [timed(learn, device, calls, warmup=0) for _ in range(args.repeats - len(seconds))]
     rates = [1 / t for t in seconds]
     memory = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
-    return {"updates_per_s": statistics.median(rates), "range": (min(rates), max(rates)), "flops": flops, "matmuls_alone_s": alone,
-            "device_memory": memory, "num_envs": run_args.num_envs}  # fmt: skip
+    return {
+        "updates_per_s": statistics.median(rates),
+        "range": (min(rates), max(rates)),
+        "flops": flops,
+        "matmuls_alone_s": alone,
+        "device_memory": memory,
+        "num_envs": run_args.num_envs,
+    }
 
 
 def measure_loop(config: str, mode: str, device: torch.device, args: Args, with_eval: bool = False) -> dict:
@@ -212,16 +260,32 @@ def measure_loop(config: str, mode: str, device: torch.device, args: Args, with_
     k = CONFIGS[config][1]
     # the shortest warm-up of random actions the script allows: one episode of every task
     learning_starts = -(-k // run_args.num_envs) * run_args.num_envs * run_args.max_episode_steps
-    start = learning_starts + 100 * run_args.num_envs  # SPS points from here have 100 updates (and compilation) behind them
+    start = (
+        learning_starts + 100 * run_args.num_envs
+    )  # SPS points from here have 100 updates (and compilation) behind them
     total = start + args.loop_updates * run_args.num_envs
     evaluation = ["--eval-interval", str(10**12), "--eval-episodes", "1"]
     if with_eval:
         total, evaluation = SACArgs.eval_interval, ["--eval-envs-per-task", str(args.eval_envs_per_task)]
     argv, _ = CONFIGS[config]
     with tempfile.TemporaryDirectory() as workdir:
-        command = [sys.executable, os.path.join(ROOT, "uniform_sac.py"), *argv, *MODES[mode], "--total-timesteps", str(total), "--learning-starts", str(learning_starts),
-                   *evaluation, "--vector-strategy", args.vector_strategy, "--no-checkpoint-buffer", "--run-name", "loop",
-                   "--cuda" if device.type == "cuda" else "--no-cuda"]  # fmt: skip
+        command = [
+            sys.executable,
+            os.path.join(ROOT, "uniform_sac.py"),
+            *argv,
+            *MODES[mode],
+            "--total-timesteps",
+            str(total),
+            "--learning-starts",
+            str(learning_starts),
+            *evaluation,
+            "--vector-strategy",
+            args.vector_strategy,
+            "--no-checkpoint-buffer",
+            "--run-name",
+            "loop",
+            "--cuda" if device.type == "cuda" else "--no-cuda",
+        ]
         status, usage, stderr = run_to_end(command, workdir)
         if status != 0:
             sys.exit(f"error: the full loop of {config} {mode} failed:\n{stderr[-2000:]}")
@@ -240,7 +304,9 @@ def run_to_end(command: list[str], cwd: str):
     The stderr goes to a file, not a pipe: a child that writes more than a pipe holds (64 KiB; a progress bar
     soon does) would block on the full pipe while this process waits for it to end."""
     with open(os.path.join(cwd, "stderr.txt"), "w+") as stderr:
-        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, "WANDB_MODE": "disabled"})
+        process = subprocess.Popen(
+            command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, "WANDB_MODE": "disabled"}
+        )
         _, status, usage = os.wait4(process.pid, 0)
         stderr.seek(0)
         return status, usage, stderr.read()
@@ -267,8 +333,10 @@ def main(args: Args):
     # torch's CPU bfloat16 matmul needs AVX-512 or AMX; without them it is a plain loop, tens of times slower than fp32
     fast_bf16 = device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
     if not args.modes and not fast_bf16:
-        print("this CPU has no AVX-512 or AMX (no fast bfloat16 matmul in torch): the bf16 modes are left out; "
-              "--modes bf16 measures them anyway")
+        print(
+            "this CPU has no AVX-512 or AMX (no fast bfloat16 matmul in torch): the bf16 modes are left out; "
+            "--modes bf16 measures them anyway"
+        )
     modes = list(args.modes or [m for m in supported if fast_bf16 or "bf16" not in m])
     refused = [m for m in modes if m not in supported]
     if refused:
@@ -278,15 +346,27 @@ def main(args: Args):
     unmeasured = [m for m in args.eval_loop if m not in modes]
     if unmeasured:
         sys.exit(f"error: --eval-loop: {', '.join(unmeasured)} is not among the measured --modes ({' '.join(modes)})")
-    if args.updates < 1 or args.repeats < 1 or args.window_s < 0 or args.loop_updates < 100 or args.eval_envs_per_task < 1:
-        sys.exit("error: --updates, --repeats and --eval-envs-per-task must be at least 1, --loop-updates at least 100, and --window-s not negative")
+    if (
+        args.updates < 1
+        or args.repeats < 1
+        or args.window_s < 0
+        or args.loop_updates < 100
+        or args.eval_envs_per_task < 1
+    ):
+        sys.exit(
+            "error: --updates, --repeats and --eval-envs-per-task must be at least 1, --loop-updates at least 100, "
+            "and --window-s not negative"
+        )
     out = args.out or os.path.join(ROOT, "docs", f"speed-{device.type}.md")
     print(f"{machine(device)}; torch {torch.__version__}")
 
     shapes = []
     for config in args.configs:
         run_args = learner_args(config, "fp32", device)
-        shapes += [(2, run_args.batch_size, run_args.hidden_dims[0], run_args.hidden_dims[-1]), (1, run_args.batch_size, run_args.hidden_dims[0], run_args.hidden_dims[-1])]
+        shapes += [
+            (2, run_args.batch_size, run_args.hidden_dims[0], run_args.hidden_dims[-1]),
+            (1, run_args.batch_size, run_args.hidden_dims[0], run_args.hidden_dims[-1]),
+        ]
     peak = {"fp32": matmul_peak(device, sorted(set(shapes)), torch.float32)}
     if any("bf16" in m for m in modes):  # (without a fast bf16 matmul, the large square alone would take many minutes)
         peak["bf16"] = matmul_peak(device, sorted(set(shapes)), torch.bfloat16, square=fast_bf16)
@@ -308,7 +388,10 @@ def main(args: Args):
                 alone[precision] = result["matmuls_alone_s"]
             in_matmuls = ["", ""]  # without the eager mode of this precision
             if precision in alone:
-                in_matmuls = [f"{flops / alone[precision] / peak[precision][0]:.0%} of {precision}", f"{alone[precision] * result['updates_per_s']:.0%}"]
+                in_matmuls = [
+                    f"{flops / alone[precision] / peak[precision][0]:.0%} of {precision}",
+                    f"{alone[precision] * result['updates_per_s']:.0%}",
+                ]
             bound = result["updates_per_s"] * result["num_envs"]
             loop, with_eval = {}, None
             if args.loop:
@@ -318,37 +401,78 @@ def main(args: Args):
                 print(f"{config} {mode}: full loop with its first evaluation ...", flush=True)
                 with_eval = measure_loop(config, mode, device, args, with_eval=True)["env_steps_per_s"]
             memory = result["device_memory"] if device.type == "cuda" else loop.get("rss")
-            rows.append([
-                config, mode, f"{result['updates_per_s']:,.1f}", "-".join(f"{r:,.1f}" for r in result["range"]),
-                f"{result['updates_per_s'] / reference['updates_per_s']:.2f}x",
-                f"{flops / 1e9:.2f}", f"{rate / 1e9:,.0f}", f"{rate / peak[precision][0]:.0%} of {precision}", *in_matmuls,
-                f"{bound:,.0f}", f"{loop['env_steps_per_s']:,.0f}" if loop else "", f"{loop['env_steps_per_s'] / bound:.0%}" if loop else "",
-                *([f"{with_eval:,.0f}" if with_eval else ""] if args.eval_loop else []), fmt_bytes(memory),
-            ])  # fmt: skip
+            rows.append(
+                [
+                    config,
+                    mode,
+                    f"{result['updates_per_s']:,.1f}",
+                    "-".join(f"{r:,.1f}" for r in result["range"]),
+                    f"{result['updates_per_s'] / reference['updates_per_s']:.2f}x",
+                    f"{flops / 1e9:.2f}",
+                    f"{rate / 1e9:,.0f}",
+                    f"{rate / peak[precision][0]:.0%} of {precision}",
+                    *in_matmuls,
+                    f"{bound:,.0f}",
+                    f"{loop['env_steps_per_s']:,.0f}" if loop else "",
+                    f"{loop['env_steps_per_s'] / bound:.0%}" if loop else "",
+                    *([f"{with_eval:,.0f}" if with_eval else ""] if args.eval_loop else []),
+                    fmt_bytes(memory),
+                ]
+            )
             print("  " + " | ".join(rows[-1]), flush=True)
 
-    header = ["config", "mode", "updates/s", "window range", "vs fp32", "GFLOP/update", "GFLOP/s", "of matmul peak", "its matmuls alone, of peak",
-              "matmuls alone / update time", "update-only bound (env steps/s)",
-              "full loop (env steps/s)", "loop / bound", *(["with evaluation (env steps/s)"] if args.eval_loop else []), "peak memory"]  # fmt: skip
-    table = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"] + ["| " + " | ".join(row) + " |" for row in rows]
+    header = [
+        "config",
+        "mode",
+        "updates/s",
+        "window range",
+        "vs fp32",
+        "GFLOP/update",
+        "GFLOP/s",
+        "of matmul peak",
+        "its matmuls alone, of peak",
+        "matmuls alone / update time",
+        "update-only bound (env steps/s)",
+        "full loop (env steps/s)",
+        "loop / bound",
+        *(["with evaluation (env steps/s)"] if args.eval_loop else []),
+        "peak memory",
+    ]
+    table = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"] + [
+        "| " + " | ".join(row) + " |" for row in rows
+    ]
     command = "python benchmark/speed.py " + " ".join(sys.argv[1:])
-    text = "\n".join([
-        f"Measured {datetime.date.today()} on {machine(device)}, torch {torch.__version__}, with `{command.strip()}`.",
-        "Matmul peak measured in the same run: " + ", ".join(f"{name} {rate / 1e9:,.0f} GFLOP/s ({where})" for name, (rate, where, _) in peak.items())
-        + " (by shape, ensemble x m x k x n, in GFLOP/s: " + "; ".join(f"{name} {by_shape}" for name, (_, _, by_shape) in peak.items())
-        + "; the configs' shapes are those of their hidden layers). updates/s is the median of "
-        f"{args.repeats} timing windows of at least {args.updates} updates and {args.window_s:g} s each (window range: the slowest and the fastest); GFLOP/update counts the matmuls of one fp32 "
-        f"update (forward and backward); its matmuls alone: each matmul call of one eager update of that precision "
-        "(same shapes, strides and dtype) timed on its own, 5 times after 2 warm-up calls, and their sum, as a rate against the "
-        "peak and as a share of the update's time (a compiled or captured update is given its eager mode's figure); the update-only bound is updates/s x env slots (one update per vector step); "
-        f"the full loop is uniform_sac.py itself (--vector-strategy {args.vector_strategy}) with evaluation off"
-        + ("; with evaluation: the same loop up to the end of its first evaluation at the default interval (200,000 env steps, "
-           "50 episodes per task)" if args.eval_loop else "") + "; peak memory is the training process's max RSS "
-        "(CPU) or the device's max allocated memory during the update measurement (GPU).",
-        "",
-        *table,
-        "",
-    ])  # fmt: skip
+    text = "\n".join(
+        [
+            f"Measured {datetime.date.today()} on {machine(device)}, torch {torch.__version__}, with "
+            f"`{command.strip()}`.",
+            "Matmul peak measured in the same run: "
+            + ", ".join(f"{name} {rate / 1e9:,.0f} GFLOP/s ({where})" for name, (rate, where, _) in peak.items())
+            + " (by shape, ensemble x m x k x n, in GFLOP/s: "
+            + "; ".join(f"{name} {by_shape}" for name, (_, _, by_shape) in peak.items())
+            + "; the configs' shapes are those of their hidden layers). updates/s is the median of "
+            f"{args.repeats} timing windows of at least {args.updates} updates and {args.window_s:g} s each (window "
+            "range: the slowest and the fastest); GFLOP/update counts the matmuls of one fp32 "
+            f"update (forward and backward); its matmuls alone: each matmul call of one eager update of that precision "
+            "(same shapes, strides and dtype) timed on its own, 5 times after 2 warm-up calls, and their sum, as a "
+            "rate against the "
+            "peak and as a share of the update's time (a compiled or captured update is given its eager mode's "
+            "figure); the update-only bound is updates/s x env slots (one update per vector step); "
+            f"the full loop is uniform_sac.py itself (--vector-strategy {args.vector_strategy}) with evaluation off"
+            + (
+                "; with evaluation: the same loop up to the end of its first evaluation at the default interval "
+                "(200,000 env steps, "
+                "50 episodes per task)"
+                if args.eval_loop
+                else ""
+            )
+            + "; peak memory is the training process's max RSS "
+            "(CPU) or the device's max allocated memory during the update measurement (GPU).",
+            "",
+            *table,
+            "",
+        ]
+    )
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         f.write(text)

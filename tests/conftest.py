@@ -16,18 +16,35 @@ sys.path.insert(0, ROOT)
 
 # the tiny configuration of the README: seconds on a laptop CPU
 TINY = [
-    "--max-episode-steps", "50", "--eval-interval", "1000", "--eval-episodes", "2",
-    "--hidden-dims", "64", "64", "--learning-starts", "500", "--no-cuda",
-]  # fmt: skip
+    "--max-episode-steps",
+    "50",
+    "--eval-interval",
+    "1000",
+    "--eval-episodes",
+    "2",
+    "--hidden-dims",
+    "64",
+    "64",
+    "--learning-starts",
+    "500",
+    "--no-cuda",
+]
 
 
-def run_script(script: str, *args: str, cwd: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run one of the project's scripts as a user would, in `cwd` (where runs/ lands), with `env` added to its environment."""
+def run_script(
+    script: str, *args: str, cwd: str, timeout: int = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run one of the project's scripts as a user would, in `cwd` (where runs/ lands), with `env` added
+    to its environment."""
     env = {**os.environ, "WANDB_MODE": "disabled", **(env or {})}
     return subprocess.run(
         [sys.executable, os.path.join(ROOT, script), *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture

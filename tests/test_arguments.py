@@ -1,5 +1,6 @@
 """Every argument of every script checked: a value outside its domain stops the script at once, with one line that
 names the argument, before anything is built or written; --resume refuses another script's run."""
+
 import dataclasses
 import importlib.util
 import json
@@ -9,24 +10,55 @@ import types
 import typing
 from unittest import mock
 
+import run_utils
+
 import pytest
 from conftest import ROOT, run_script
 
-import run_utils
-
-SCRIPTS = ["uniform_sac.py", "drats_sac.py", "baselines/lp_sac.py", "baselines/smt_sac.py",
-           "baselines/uniform_ppo.py", "baselines/drats_ppo.py", "baselines/lp_ppo.py", "baselines/smt_ppo.py"]  # fmt: skip
+SCRIPTS = [
+    "uniform_sac.py",
+    "drats_sac.py",
+    "baselines/lp_sac.py",
+    "baselines/smt_sac.py",
+    "baselines/uniform_ppo.py",
+    "baselines/drats_ppo.py",
+    "baselines/lp_ppo.py",
+    "baselines/smt_ppo.py",
+]
 BASE = ["--tasks", "reach-v3", "push-v3", "--max-episode-steps", "50"]
-MAY_BE_ZERO = {"seed", "ent_coef", "vf_coef", "drats_step_size", "lp_step_size", "gamma", "gae_lambda", "drats_eps",
-               "drats_success_threshold", "lp_solved_threshold", "smt_eps", "smt_stage1_share", "target_entropy",
-               "smt_low_threshold"}  # fmt: skip
+MAY_BE_ZERO = {
+    "seed",
+    "ent_coef",
+    "vf_coef",
+    "drats_step_size",
+    "lp_step_size",
+    "gamma",
+    "gae_lambda",
+    "drats_eps",
+    "drats_success_threshold",
+    "lp_solved_threshold",
+    "smt_eps",
+    "smt_stage1_share",
+    "target_entropy",
+    "smt_low_threshold",
+}
 MAY_BE_NEGATIVE = {"target_entropy", "smt_low_threshold"}
 
 
 # the inputs that used to run silently wrong, or end in a traceback from deep inside
-ISSUE_TABLE = [["--hidden-dims"], ["--gamma", "1.5"], ["--tau", "2"], ["--max-q-value", "-1"], ["--num-envs", "0"],
-               ["--checkpoint-interval", "0"], ["--policy-lr", "-1"], ["--initial-alpha", "0"], ["--hidden-dims", "0"],
-               ["--run-name", "../../x"], ["--seed", "1.5"]]  # fmt: skip
+ISSUE_TABLE = [
+    ["--hidden-dims"],
+    ["--gamma", "1.5"],
+    ["--tau", "2"],
+    ["--max-q-value", "-1"],
+    ["--num-envs", "0"],
+    ["--checkpoint-interval", "0"],
+    ["--policy-lr", "-1"],
+    ["--initial-alpha", "0"],
+    ["--hidden-dims", "0"],
+    ["--run-name", "../../x"],
+    ["--seed", "1.5"],
+]
 
 
 def load(script):
@@ -81,7 +113,11 @@ def test_every_argument_outside_its_domain_is_refused_in_one_line(script, tmp_pa
         base = BASE[3:] if field.name == "tasks" else BASE
         for words in bad_values(field):
             message = refusal(module, [*base, flag, *words])
-            assert isinstance(message, str) and message.startswith("error: ") and "\n" not in message, (flag, words, message)
+            assert isinstance(message, str) and message.startswith("error: ") and "\n" not in message, (
+                flag,
+                words,
+                message,
+            )
             assert flag in message, (flag, words, message)
             cases += 1
     assert cases > 4 * len(dataclasses.fields(module.Args)) // 2  # most arguments tried several ways

@@ -1,5 +1,6 @@
 """The baselines' samplers (baselines/lp_sac.py, baselines/smt_sac.py): pure pieces on scripted
 episode streams, tiny end-to-end runs, and the pin that each is uniform_sac.py plus its sampler."""
+
 import csv
 import json
 import os
@@ -11,14 +12,30 @@ from conftest import ROOT, run_script
 from test_drats_e2e import strip_header, without_block
 
 sys.path.insert(0, os.path.join(ROOT, "baselines"))
-from lp_sac import LPSampler, lp_update, project_floor  # noqa: E402
-from smt_sac import ACTIVE, MAIN, SOLVED, UNSOLVABLE, SMTSampler  # noqa: E402
+from lp_sac import LPSampler, lp_update, project_floor
+from smt_sac import ACTIVE, MAIN, SOLVED, UNSOLVABLE, SMTSampler
 
 TASKS = ["reach-v3", "push-v3", "drawer-close-v3"]
 SMALL = [
-    "--tasks", *TASKS, "--total-timesteps", "6000", "--max-episode-steps", "50", "--learning-starts", "300",
-    "--hidden-dims", "32", "32", "--batch-size", "48", "--eval-interval", "6000", "--eval-episodes", "1", "--no-cuda",
-]  # fmt: skip
+    "--tasks",
+    *TASKS,
+    "--total-timesteps",
+    "6000",
+    "--max-episode-steps",
+    "50",
+    "--learning-starts",
+    "300",
+    "--hidden-dims",
+    "32",
+    "32",
+    "--batch-size",
+    "48",
+    "--eval-interval",
+    "6000",
+    "--eval-episodes",
+    "1",
+    "--no-cuda",
+]
 
 
 def episodes(sampler, task, returns, successes=None):
@@ -118,8 +135,17 @@ def test_lp_run_writes_a_sampler_csv_that_its_update_reproduces(workdir):
 
 # ---- SMT ----
 def make_smt(seed=0, **kw):
-    settings = dict(num_tasks=5, num_active=2, low=100.0, high=np.full(5, 400.0), kappa=0.5, eps=0.05,
-                    stage1_steps=850, total_steps=1000, rng=np.random.default_rng(seed))  # fmt: skip
+    settings = dict(
+        num_tasks=5,
+        num_active=2,
+        low=100.0,
+        high=np.full(5, 400.0),
+        kappa=0.5,
+        eps=0.05,
+        stage1_steps=850,
+        total_steps=1000,
+        rng=np.random.default_rng(seed),
+    )
     return SMTSampler(**{**settings, **kw})
 
 
@@ -221,19 +247,32 @@ def test_smt_run_writes_outputs_with_the_common_header(workdir):
     [
         ("lp_sac.py", ["--lp-eps", "0"], "--lp-eps must be a number in (0, 1], got 0.0"),
         ("lp_sac.py", ["--lp-eps", "0.6"], "--lp-eps must be at most 1/K = 0.5 for 2 tasks"),
-        ("lp_sac.py", ["--lp-window", "10"], "--lp-window must hold one episode (50 steps), got 10"),
+        ("lp_sac.py", ["--lp-window", "10"], "--lp-window must hold an episode (50 steps), got 10"),
         ("smt_sac.py", ["--smt-num-active", "5"], "--smt-num-active must be at most the number of tasks (2), got 5"),
         ("smt_sac.py", ["--smt-num-active", "0"], "--smt-num-active must be an integer in [1, 1,000,000], got 0"),
         ("smt_sac.py", ["--smt-low-threshold", "350"], "--smt-low-threshold must not exceed any high threshold"),
-        ("smt_sac.py", ["--smt-high-thresholds", "door-open-v3", "400"], "--smt-high-thresholds: door-open-v3 is not a task"),
+        (
+            "smt_sac.py",
+            ["--smt-high-thresholds", "door-open-v3", "400"],
+            "--smt-high-thresholds: door-open-v3 is not a task",
+        ),
         ("smt_sac.py", ["--smt-stage1-share", "1.5"], "--smt-stage1-share must be a number in [0, 1], got 1.5"),
     ],
-)  # fmt: skip
+)
 def test_bad_sampler_settings_stop_at_once(workdir, script, args, expected):
     result = run_script(
-        f"baselines/{script}", "--tasks", "reach-v3", "push-v3", "--max-episode-steps", "50", *args,
-        "--run-name", "bad", cwd=workdir, timeout=60,
-    )  # fmt: skip
+        f"baselines/{script}",
+        "--tasks",
+        "reach-v3",
+        "push-v3",
+        "--max-episode-steps",
+        "50",
+        *args,
+        "--run-name",
+        "bad",
+        cwd=workdir,
+        timeout=60,
+    )
     assert result.returncode != 0 and expected in result.stderr and "Traceback" not in result.stderr
 
 

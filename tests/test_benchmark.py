@@ -21,15 +21,23 @@ def make_run(root, name, method, seed, success_at, total=TOTAL, last=TOTAL, task
     success_at(step) -> per-task success rates."""
     run = os.path.join(root, name)
     os.makedirs(run)
-    config = {"exp_name": method, "env_id": "MT10", "tasks": tasks, "task_names": tasks, "seed": seed,
-              "total_timesteps": total, "num_envs": len(tasks), "max_episode_steps": 100}  # fmt: skip
+    config = {
+        "exp_name": method,
+        "env_id": "MT10",
+        "tasks": tasks,
+        "task_names": tasks,
+        "seed": seed,
+        "total_timesteps": total,
+        "num_envs": len(tasks),
+        "max_episode_steps": 100,
+    }
     with open(os.path.join(run, "config.json"), "w") as f:
         json.dump(config, f)
     with open(os.path.join(run, "eval.csv"), "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["global_step", "task", "success_rate", "mean_return"])
         for step in range(1000, last + 1, 1000):
-            for task, value in zip(tasks, success_at(step)):
+            for task, value in zip(tasks, success_at(step), strict=True):
                 writer.writerow([step, task, value, 100 * value])
     if episodes:  # task 0 gets three episodes per round, task 1 one: 300 and 100 env steps per 400
         with open(os.path.join(run, "episodes.csv"), "w", newline="") as f:
@@ -42,13 +50,15 @@ def make_run(root, name, method, seed, success_at, total=TOTAL, last=TOTAL, task
             writer = csv.writer(f)
             writer.writerow(["global_step", "task", "prob", "gap", "target", "window_return", "window_episodes"])
             for step, q in sampler:
-                for task, p in zip(tasks, q):
+                for task, p in zip(tasks, q, strict=True):
                     writer.writerow([step, task, p, 0.5, 1000, 10, 3])
     return run
 
 
 def run_report(*args, check=True):
-    result = subprocess.run([sys.executable, REPORT, "--reps", "500", *args], check=False, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, REPORT, "--reps", "500", *args], check=False, capture_output=True, text=True
+    )
     if check:
         assert result.returncode == 0, result.stdout + result.stderr
     return result
@@ -65,8 +75,14 @@ def test_known_step_functions(tmp_path):
         # uniform: both tasks jump from 0 to 1 at 1000 x seed -> mean 1 from there; 50% and 80% at 1000 x seed
         make_run(runs, f"u{seed}", "uniform_sac", seed, lambda s, seed=seed: [float(s >= 1000 * seed)] * 2)
         # drats: task 0 at 0.8 from 2000, task 1 at 0.4 from 4000 -> final mean 0.6, worst 0.4, 50% at 4000, never 80%
-        make_run(runs, f"d{seed}", "drats_sac", seed, lambda s: [0.8 * (s >= 2000), 0.4 * (s >= 4000)],
-                 sampler=[(0, [0.5, 0.5]), (2000, [0.2, 0.8]), (4000, [0.1, 0.9])])  # fmt: skip
+        make_run(
+            runs,
+            f"d{seed}",
+            "drats_sac",
+            seed,
+            lambda s: [0.8 * (s >= 2000), 0.4 * (s >= 4000)],
+            sampler=[(0, [0.5, 0.5]), (2000, [0.2, 0.8]), (4000, [0.1, 0.9])],
+        )
     out = tmp_path / "report"
     result = run_report("--runs", str(runs), "--out", str(out))
     assert "6 runs used, 0 skipped" in result.stdout
@@ -85,7 +101,9 @@ def test_known_step_functions(tmp_path):
     assert float(drats["final_mean_success_ci_low"]) == pytest.approx(0.6)
     assert float(drats["final_mean_success_ci_high"]) == pytest.approx(0.6)
     # the mean evaluation return beside success (the authors plot return): 100 x success in these runs
-    assert float(drats["final_mean_return"]) == pytest.approx(60.0) and float(uniform["final_mean_return"]) == pytest.approx(100.0)
+    assert float(drats["final_mean_return"]) == pytest.approx(60.0) and float(
+        uniform["final_mean_return"]
+    ) == pytest.approx(100.0)
     assert float(drats["final_mean_return_ci_low"]) == pytest.approx(60.0)
     with open(out / "custom2_per_task.csv") as f:
         per_task = {row["method"]: row for row in csv.DictReader(f)}
@@ -103,7 +121,10 @@ def test_known_step_functions(tmp_path):
     assert "| DRATS | 3 | 0.600 [0.600, 0.600]" in report and "| 60 [60, 60] |" in report
     assert "not reached (0/3)" in report
     assert "![custom2_curves.png](custom2_curves.png)" in report
-    assert "| DRATS - Uniform | 3 vs 3 | -0.400 [-0.400, -0.400] (excludes 0) | -0.600 [-0.600, -0.600] (excludes 0) |" in report
+    assert (
+        "| DRATS - Uniform | 3 vs 3 | -0.400 [-0.400, -0.400] (excludes 0) | -0.600 [-0.600, -0.600] (excludes 0) |"
+        in report
+    )
 
 
 def test_bootstrap_interval_spans_the_seeds(tmp_path):
@@ -113,7 +134,9 @@ def test_bootstrap_interval_spans_the_seeds(tmp_path):
     out = tmp_path / "out"
     run_report("--runs", str(runs), "--out", str(out))
     row = read_summary(out)["uniform_sac"]
-    low, point, high = (float(row[k]) for k in ["final_mean_success_ci_low", "final_mean_success", "final_mean_success_ci_high"])
+    low, point, high = (
+        float(row[k]) for k in ["final_mean_success_ci_low", "final_mean_success", "final_mean_success_ci_high"]
+    )
     assert point == pytest.approx(0.5)
     assert 0.2 <= low < point < high <= 0.8
     # reproducible: the same command gives the same interval
@@ -165,7 +188,9 @@ def test_partial_and_broken_runs_are_skipped_with_reasons(tmp_path):
     result = run_report("--runs", str(runs), "--out", str(out))
     assert "1 runs used, 9 skipped" in result.stdout
     reasons = {
-        line.split(": ", 1)[0].rsplit("/", 1)[-1]: line.split(": ", 1)[1] for line in result.stdout.splitlines() if "skipped " in line
+        line.split(": ", 1)[0].rsplit("/", 1)[-1]: line.split(": ", 1)[1]
+        for line in result.stdout.splitlines()
+        if "skipped " in line
     }
     assert reasons["unfinished"].startswith("unfinished (last evaluation at 6,000 of 12,000 env steps")
     assert reasons["cut"].startswith("unfinished (last evaluation at 6,000 of 7,000")
@@ -210,13 +235,20 @@ def test_different_task_lists_are_reported_apart(tmp_path):
     out = tmp_path / "out"
     result = run_report("--runs", str(runs), "--out", str(out))
     assert "2 runs used, 0 skipped" in result.stdout
-    finals = sorted(float(read_summary(out, b)["uniform_sac"]["final_mean_success"]) for b in ["custom2-1", "custom2-2"])
+    finals = sorted(
+        float(read_summary(out, b)["uniform_sac"]["final_mean_success"]) for b in ["custom2-1", "custom2-2"]
+    )
     assert finals == [0.0, 1.0]
 
 
 def sweep(script, **env):
-    return subprocess.run(["bash", os.path.join(ROOT, "benchmark", script)], check=False, capture_output=True,
-                          text=True, env={**os.environ, "DRY_RUN": "1", **env})  # fmt: skip
+    return subprocess.run(
+        ["bash", os.path.join(ROOT, "benchmark", script)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DRY_RUN": "1", **env},
+    )
 
 
 def dry_run(script, **env):
@@ -242,7 +274,9 @@ def test_sweep_dry_run_is_the_cross_product(script, bench):
     assert sorted(got) == sorted(expected) and len(got) == len(expected)
 
     lines = dry_run(script, SEEDS="3 7", METHODS="drats_sac smt_sac", EXTRA="--total-timesteps 1000")
-    assert [line.split()[2] for line in lines] == [f"{bench}__{m}__{s}" for s in (3, 7) for m in ["drats_sac", "smt_sac"]]
+    assert [line.split()[2] for line in lines] == [
+        f"{bench}__{m}__{s}" for s in (3, 7) for m in ["drats_sac", "smt_sac"]
+    ]
     assert all(line.endswith("--total-timesteps 1000") for line in lines)
 
 
@@ -261,8 +295,11 @@ def test_study_runs_the_primary_comparison_first_and_the_weighted_variant_with_i
 
 
 def test_sweep_rejects_bad_settings():
-    for env, message in [({"METHODS": "sac"}, "METHODS: unknown method sac"), ({"SEEDS": "1 x"}, "SEEDS"),
-                         ({"WORKERS": "0"}, "WORKERS")]:  # fmt: skip
+    for env, message in [
+        ({"METHODS": "sac"}, "METHODS: unknown method sac"),
+        ({"SEEDS": "1 x"}, "SEEDS"),
+        ({"WORKERS": "0"}, "WORKERS"),
+    ]:
         result = sweep("mt10.sh", **env)
         assert result.returncode != 0 and message in result.stderr
 
@@ -276,7 +313,12 @@ def test_launch_starts_resumes_or_skips(tmp_path):
 
     def launch_run(name):
         result = subprocess.run(
-            [*launch, name, str(script), "--seed", "1"], check=False, cwd=tmp_path, capture_output=True, text=True, env=env
+            [*launch, name, str(script), "--seed", "1"],
+            check=False,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=env,
         )
         assert result.returncode == 0, result.stderr
         called = (tmp_path / "called.txt").read_text().splitlines() if (tmp_path / "called.txt").exists() else []
@@ -307,8 +349,14 @@ def test_launch_keeps_finished_runs_in_the_store_and_skips_them(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "STORE": "kept"}
 
     def launch_run(name):
-        result = subprocess.run(["bash", os.path.join(ROOT, "benchmark", "launch.sh"), name, str(script), "--seed", "1"],
-                                check=False, cwd=tmp_path, capture_output=True, text=True, env=env)  # fmt: skip
+        result = subprocess.run(
+            ["bash", os.path.join(ROOT, "benchmark", "launch.sh"), name, str(script), "--seed", "1"],
+            check=False,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         assert result.returncode == 0, result.stderr
         return result.stdout
 

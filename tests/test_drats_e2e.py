@@ -1,4 +1,5 @@
 """End-to-end runs of drats_sac.py, and the pin that keeps it uniform_sac.py plus the method."""
+
 import csv
 import json
 import os
@@ -13,10 +14,27 @@ from drats_sac import drats_update
 
 TASKS = ["reach-v3", "push-v3", "drawer-close-v3"]
 SMALL = [
-    "--tasks", *TASKS, "--total-timesteps", "6000", "--max-episode-steps", "50", "--drats-window", "100",
-    "--learning-starts", "300", "--hidden-dims", "32", "32", "--batch-size", "48",
-    "--eval-interval", "6000", "--eval-episodes", "1", "--no-cuda",
-]  # fmt: skip
+    "--tasks",
+    *TASKS,
+    "--total-timesteps",
+    "6000",
+    "--max-episode-steps",
+    "50",
+    "--drats-window",
+    "100",
+    "--learning-starts",
+    "300",
+    "--hidden-dims",
+    "32",
+    "32",
+    "--batch-size",
+    "48",
+    "--eval-interval",
+    "6000",
+    "--eval-episodes",
+    "1",
+    "--no-cuda",
+]
 
 
 def test_sampler_csv_is_reproduced_by_the_documented_update(workdir):
@@ -58,22 +76,32 @@ def test_sampler_csv_is_reproduced_by_the_documented_update(workdir):
         (["--drats-step-size", "-0.1"], "--drats-step-size must be a finite number >= 0, got -0.1"),
         (["--drats-eps", "0.6"], "--drats-eps must be at most 1/K = 0.5 for 2 tasks, got 0.6"),
         (["--drats-eps", "-0.01"], "--drats-eps must be a number in [0, 1], got -0.01"),
-        (["--drats-window", "40"], "--drats-window must hold one episode (50 steps), got 40"),
+        (["--drats-window", "40"], "--drats-window must hold an episode (50 steps), got 40"),
     ],
-)  # fmt: skip
+)
 def test_bad_sampler_settings_stop_at_once(workdir, args, expected):
     result = run_script(
-        "drats_sac.py", "--tasks", "reach-v3", "push-v3", "--max-episode-steps", "50", *args, "--run-name", "bad",
-        cwd=workdir, timeout=60,
-    )  # fmt: skip
+        "drats_sac.py",
+        "--tasks",
+        "reach-v3",
+        "push-v3",
+        "--max-episode-steps",
+        "50",
+        *args,
+        "--run-name",
+        "bad",
+        cwd=workdir,
+        timeout=60,
+    )
     assert result.returncode != 0 and expected in result.stderr and "Traceback" not in result.stderr
     assert not os.path.exists(os.path.join(workdir, "runs", "bad"))
 
 
 def strip_header(lines):
-    """The leading comment block says what each script is; everything after it is code."""
+    """The leading comment block says what each script is; everything after it is code, compared with each run of
+    blank lines as one (the formatter sets blank lines around a nested function, and so around a block after it)."""
     start = next(i for i, line in enumerate(lines) if not line.startswith("#"))
-    return lines[start:]
+    return [line for i, line in enumerate(lines) if i >= start and (line or lines[i - 1])]
 
 
 def is_marked(line, name):

@@ -1,4 +1,5 @@
 """The DRATS sampler block of drats_sac.py: projection, update, state, slot draws."""
+
 import numpy as np
 import pytest
 from scipy.optimize import minimize
@@ -32,7 +33,10 @@ def test_projection_is_the_kl_projection_onto_the_floored_simplex(seed):
     assert q.sum() == pytest.approx(1.0, abs=1e-12)
     assert (q >= eps - 1e-12).all()
     reference = kl_projection_by_solver(z, eps)
-    kl = lambda p: np.sum(p * np.log(p / z))  # noqa: E731
+
+    def kl(p):
+        return np.sum(p * np.log(p / z))
+
     assert kl(q) <= kl(reference / reference.sum()) + 1e-9  # nothing feasible does better
     np.testing.assert_allclose(q, reference, atol=1e-4)
 
@@ -80,12 +84,17 @@ def test_a_larger_gap_never_gets_a_smaller_probability():
 
 
 def make_sampler(k=3, window=4):
-    return DRATSSampler(k, eta=8.0, step_size=0.5, eps=0.05, initial_target=5000.0, success_threshold=0.5, success_window=window)
+    return DRATSSampler(
+        k, eta=8.0, step_size=0.5, eps=0.05, initial_target=5000.0, success_threshold=0.5, success_window=window
+    )
 
 
 def test_targets_switch_to_the_best_return_once_solved_and_then_follow_it():
     s = make_sampler(window=4)
-    ep = lambda task, ret, success: s.observe(np.array([task]), np.array([ret]), np.array([success]))  # noqa: E731
+
+    def ep(task, ret, success):
+        return s.observe(np.array([task]), np.array([ret]), np.array([success]))
+
     ep(0, 1000.0, 1)
     ep(0, 3000.0, 1)
     ep(0, 2000.0, 1)  # 3 of 3 succeeded, but the window of 4 is not full: not solved
@@ -111,7 +120,9 @@ def test_targets_switch_to_the_best_return_once_solved_and_then_follow_it():
 def test_a_window_of_fifty_is_solved_only_when_full(last_success):
     # the authors' rule, at its default window of 50: one early success, then 48 more, is not solved
     # (49 episodes, however lucky); the 50th episode decides
-    s = DRATSSampler(2, eta=8.0, step_size=0.5, eps=0.05, initial_target=5000.0, success_threshold=0.5, success_window=50)
+    s = DRATSSampler(
+        2, eta=8.0, step_size=0.5, eps=0.05, initial_target=5000.0, success_threshold=0.5, success_window=50
+    )
     s.observe(np.array([0]), np.array([2500.0]), np.array([1]))
     assert not s.solved[0] and s.target[0] == 5000  # one lucky early episode
     for i in range(48):
@@ -123,7 +134,9 @@ def test_a_window_of_fifty_is_solved_only_when_full(last_success):
 
 
 def test_a_full_window_at_the_threshold_is_not_solved():
-    s = DRATSSampler(1, eta=8.0, step_size=0.5, eps=0.1, initial_target=5000.0, success_threshold=0.5, success_window=50)
+    s = DRATSSampler(
+        1, eta=8.0, step_size=0.5, eps=0.1, initial_target=5000.0, success_threshold=0.5, success_window=50
+    )
     s.observe(np.zeros(50, dtype=int), np.full(50, 300.0), np.arange(50) % 2)  # 25 of 50: not above 0.5
     assert not s.solved[0]
     s.observe(np.array([0]), np.array([300.0]), np.array([1]))  # the oldest (a failure) drops out: 26 of 50

@@ -1,4 +1,5 @@
 """The scripts' evaluation: Meta-World's protocol, with a task's episodes shared out between its eval envs."""
+
 import metaworld.evaluation
 import numpy as np
 import pytest
@@ -26,8 +27,19 @@ class ScriptedEnvs:
         self.t += 1
         ended = self.t == self.lengths
         self.t[ended] = 0
-        info = {"final_info": {"episode": {"r": np.where(self.successes, 1.0, -1.0)}, "success": self.successes.astype(float)}}
-        return np.zeros((self.num_envs, 3)), np.zeros(self.num_envs), ended & self.successes, ended & ~self.successes, info
+        info = {
+            "final_info": {
+                "episode": {"r": np.where(self.successes, 1.0, -1.0)},
+                "success": self.successes.astype(float),
+            }
+        }
+        return (
+            np.zeros((self.num_envs, 3)),
+            np.zeros(self.num_envs),
+            ended & self.successes,
+            ended & ~self.successes,
+            info,
+        )
 
 
 class ZeroAgent:

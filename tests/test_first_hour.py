@@ -35,8 +35,20 @@ def readme_demo_command() -> list[str]:
 
 
 def test_track_logs_a_real_run_offline(workdir):
-    result = run_script("drats_sac.py", *TWO_TASKS, *TINY, "--total-timesteps", "2000", "--drats-window", "100",
-                        "--track", "--run-name", "w", cwd=workdir, env={"WANDB_MODE": "offline"})  # fmt: skip
+    result = run_script(
+        "drats_sac.py",
+        *TWO_TASKS,
+        *TINY,
+        "--total-timesteps",
+        "2000",
+        "--drats-window",
+        "100",
+        "--track",
+        "--run-name",
+        "w",
+        cwd=workdir,
+        env={"WANDB_MODE": "offline"},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     (log,) = glob.glob(os.path.join(workdir, "wandb", "offline-run-*", "run-*.wandb"))
     with open(log, "rb") as f:
@@ -48,10 +60,19 @@ def test_track_logs_a_real_run_offline(workdir):
 def test_a_run_that_fails_at_start_up_leaves_no_folder_and_the_same_command_then_works(workdir):
     # --track online with no API key: wandb refuses at start-up, after the run folder was made
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    command = [sys.executable, os.path.join(ROOT, "uniform_sac.py"), *TWO_TASKS, *TINY, "--total-timesteps", "1000",
-               "--run-name", "f"]  # fmt: skip
-    failed = subprocess.run([*command, "--track"], cwd=workdir, env={**env, "HOME": workdir}, capture_output=True,
-                            text=True, timeout=300)  # fmt: skip
+    command = [
+        sys.executable,
+        os.path.join(ROOT, "uniform_sac.py"),
+        *TWO_TASKS,
+        *TINY,
+        "--total-timesteps",
+        "1000",
+        "--run-name",
+        "f",
+    ]
+    failed = subprocess.run(
+        [*command, "--track"], cwd=workdir, env={**env, "HOME": workdir}, capture_output=True, text=True, timeout=300
+    )
     assert failed.returncode != 0
     assert "error: --track: wandb could not start" in failed.stderr and "Traceback" not in failed.stderr
     assert not os.path.exists(os.path.join(workdir, "runs", "f"))
@@ -63,15 +84,32 @@ def test_a_run_that_fails_at_start_up_leaves_no_folder_and_the_same_command_then
     "script, flags",
     [
         ("drats_sac.py", [*TINY, "--total-timesteps", "1500", "--drats-window", "100"]),
-        ("baselines/uniform_ppo.py", ["--max-episode-steps", "50", "--num-steps", "100", "--hidden-dims", "32", "32",
-                                      "--num-minibatches", "2", "--update-epochs", "1", "--total-timesteps", "600",
-                                      "--no-cuda"]),
+        (
+            "baselines/uniform_ppo.py",
+            [
+                "--max-episode-steps",
+                "50",
+                "--num-steps",
+                "100",
+                "--hidden-dims",
+                "32",
+                "32",
+                "--num-minibatches",
+                "2",
+                "--update-epochs",
+                "1",
+                "--total-timesteps",
+                "600",
+                "--no-cuda",
+            ],
+        ),
     ],
-)  # fmt: skip
+)
 def test_evaluate_scores_a_trained_run_as_its_own_evaluation_did_and_films_it(workdir, script, flags):
     # one evaluation, at the end: evaluate.py on the saved policy must find exactly what the run found
-    run = run_script(script, *TWO_TASKS, *flags, "--eval-interval", "100000", "--eval-episodes", "3", "--run-name", "e",
-                     cwd=workdir)  # fmt: skip
+    run = run_script(
+        script, *TWO_TASKS, *flags, "--eval-interval", "100000", "--eval-episodes", "3", "--run-name", "e", cwd=workdir
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     run_dir = os.path.join(workdir, "runs", "e")
     assert os.path.getsize(f"{run_dir}/actor.pt") < os.path.getsize(f"{run_dir}/checkpoint.pt")
@@ -82,8 +120,10 @@ def test_evaluate_scores_a_trained_run_as_its_own_evaluation_did_and_films_it(wo
     assert read_rows(f"{run_dir}/evaluate.csv") == read_rows(f"{run_dir}/eval.csv")
     assert "mean success" in scored.stdout and "reach-v3" in scored.stdout
     if video:
-        assert sorted(os.listdir(f"{run_dir}/videos")) == [f"{t}__evaluate_step{read_rows(f'{run_dir}/eval.csv')[0]['global_step']}.mp4"
-                                                           for t in ("push-v3", "reach-v3")]  # fmt: skip
+        assert sorted(os.listdir(f"{run_dir}/videos")) == [
+            f"{t}__evaluate_step{read_rows(f'{run_dir}/eval.csv')[0]['global_step']}.mp4"
+            for t in ("push-v3", "reach-v3")
+        ]
     # a run from before actor.pt: its checkpoint's policy, the same results, appended
     os.remove(f"{run_dir}/actor.pt")
     again = subprocess.run(evaluate, cwd=workdir, capture_output=True, text=True, timeout=600)
@@ -108,8 +148,18 @@ def test_the_readme_demo_moves_q_and_a_window_longer_than_the_run_warns(workdir)
 
 
 def test_the_progress_bar_shows_training_episodes_one_speed_q_and_the_last_evaluation(workdir):
-    result = run_script("drats_sac.py", *TWO_TASKS, *TINY, "--total-timesteps", "2000", "--drats-window", "100",
-                        "--run-name", "p", cwd=workdir)  # fmt: skip
+    result = run_script(
+        "drats_sac.py",
+        *TWO_TASKS,
+        *TINY,
+        "--total-timesteps",
+        "2000",
+        "--drats-window",
+        "100",
+        "--run-name",
+        "p",
+        cwd=workdir,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     last = result.stderr.replace("\r", "\n").strip().splitlines()
     last = [line for line in last if "2.00k/2.00k" in line][-1]
@@ -119,10 +169,25 @@ def test_the_progress_bar_shows_training_episodes_one_speed_q_and_the_last_evalu
 
 
 def test_ctrl_c_says_how_long_it_waits_and_a_second_one_stops_at_once(workdir):
-    command = [sys.executable, os.path.join(ROOT, "uniform_sac.py"), *TWO_TASKS, "--hidden-dims", "256", "256",
-               "--batch-size", "512", "--learning-starts", "1000", "--no-cuda", "--run-name", "c"]  # fmt: skip
+    command = [
+        sys.executable,
+        os.path.join(ROOT, "uniform_sac.py"),
+        *TWO_TASKS,
+        "--hidden-dims",
+        "256",
+        "256",
+        "--batch-size",
+        "512",
+        "--learning-starts",
+        "1000",
+        "--no-cuda",
+        "--run-name",
+        "c",
+    ]
     with open(os.path.join(workdir, "out"), "w") as out:
-        run = subprocess.Popen(command, cwd=workdir, env={**os.environ, "WANDB_MODE": "disabled"}, stdout=out, stderr=out)
+        run = subprocess.Popen(
+            command, cwd=workdir, env={**os.environ, "WANDB_MODE": "disabled"}, stdout=out, stderr=out
+        )
     deadline = time.time() + 240
     while "train_return" not in open(os.path.join(workdir, "out")).read():  # training rounds: seconds each
         assert time.time() < deadline and run.poll() is None
@@ -138,16 +203,36 @@ def test_ctrl_c_says_how_long_it_waits_and_a_second_one_stops_at_once(workdir):
 
 
 def test_learning_starts_past_the_budget_is_refused(workdir):
-    result = run_script("uniform_sac.py", *TWO_TASKS, *TINY, "--learning-starts", "100000", "--total-timesteps", "200",
-                        "--run-name", "x", cwd=workdir, timeout=120)  # fmt: skip
+    result = run_script(
+        "uniform_sac.py",
+        *TWO_TASKS,
+        *TINY,
+        "--learning-starts",
+        "100000",
+        "--total-timesteps",
+        "200",
+        "--run-name",
+        "x",
+        cwd=workdir,
+        timeout=120,
+    )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("error: --learning-starts must be below --total-timesteps")
     assert not os.path.exists(os.path.join(workdir, "runs", "x"))
 
 
 def test_an_unusable_mujoco_gl_is_one_line(workdir):
-    result = run_script("uniform_sac.py", *TWO_TASKS, *TINY, "--capture-video", "--run-name", "x", cwd=workdir,
-                        env={"MUJOCO_GL": "foo"}, timeout=120)  # fmt: skip
+    result = run_script(
+        "uniform_sac.py",
+        *TWO_TASKS,
+        *TINY,
+        "--capture-video",
+        "--run-name",
+        "x",
+        cwd=workdir,
+        env={"MUJOCO_GL": "foo"},
+        timeout=120,
+    )
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: MUJOCO_GL=foo: mujoco cannot load it")
 
@@ -185,6 +270,7 @@ def test_openmp_threads_wait_asleep_unless_the_user_says_otherwise():
     code = "import uniform_sac, os; print(os.environ['OMP_WAIT_POLICY'])"
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     default = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
-    chosen = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
-                            capture_output=True, text=True)  # fmt: skip
+    chosen = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True, text=True
+    )
     assert default.stdout.strip() == "PASSIVE" and chosen.stdout.strip() == "ACTIVE"

@@ -2,6 +2,7 @@
 eager (also as the loop runs it: one seed, the buffer growing between replays, ten tasks), a run resumes
 across --cudagraphs and from a CPU checkpoint, async envs and PPO run there. Skipped where no GPU is (as
 in CI); run them on a GPU machine with `python -m pytest tests/test_gpu.py -n 0`."""
+
 import csv
 import json
 import math
@@ -32,7 +33,7 @@ def test_cudagraphs_update_matches_eager(flags):
         torch.testing.assert_close(logs_captured, logs_eager, **tolerance)
     assert captured[-1].graph is not None  # the last calls were replays
     for module in range(3):  # actor, critic, target critic
-        for a, b in zip(eager[module].parameters(), captured[module].parameters()):
+        for a, b in zip(eager[module].parameters(), captured[module].parameters(), strict=True):
             torch.testing.assert_close(a, b, **tolerance)
 
 
@@ -43,14 +44,42 @@ def read_rows(path):
 
 @pytest.mark.parametrize(
     "script,flags",
-    [("uniform_sac.py", []), ("uniform_sac.py", ["--bf16"]), ("uniform_sac.py", ["--compile"]), ("uniform_sac.py", ["--cudagraphs"]),
-     ("uniform_sac.py", ["--cudagraphs", "--bf16"]), ("uniform_sac.py", ["--compile", "--cudagraphs"]), ("drats_sac.py", ["--cudagraphs"]),
-     ("drats_sac.py", ["--cudagraphs", "--drats-weighted-updates"]), ("uniform_sac.py", ["--cudagraphs", "--vector-strategy", "async"])],
-)  # fmt: skip
+    [
+        ("uniform_sac.py", []),
+        ("uniform_sac.py", ["--bf16"]),
+        ("uniform_sac.py", ["--compile"]),
+        ("uniform_sac.py", ["--cudagraphs"]),
+        ("uniform_sac.py", ["--cudagraphs", "--bf16"]),
+        ("uniform_sac.py", ["--compile", "--cudagraphs"]),
+        ("drats_sac.py", ["--cudagraphs"]),
+        ("drats_sac.py", ["--cudagraphs", "--drats-weighted-updates"]),
+        ("uniform_sac.py", ["--cudagraphs", "--vector-strategy", "async"]),
+    ],
+)
 def test_each_flag_runs_on_the_gpu(workdir, script, flags):
-    result = run_script(script, "--tasks", "reach-v3", "push-v3", "--max-episode-steps", "50", "--total-timesteps", "3000",
-                        "--learning-starts", "500", "--hidden-dims", "64", "64", "--eval-interval", "1500", "--eval-episodes", "2",
-                        *flags, "--run-name", "gpu", cwd=workdir)  # fmt: skip
+    result = run_script(
+        script,
+        "--tasks",
+        "reach-v3",
+        "push-v3",
+        "--max-episode-steps",
+        "50",
+        "--total-timesteps",
+        "3000",
+        "--learning-starts",
+        "500",
+        "--hidden-dims",
+        "64",
+        "64",
+        "--eval-interval",
+        "1500",
+        "--eval-episodes",
+        "2",
+        *flags,
+        "--run-name",
+        "gpu",
+        cwd=workdir,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = os.path.join(workdir, "runs", "gpu")
     assert json.load(open(os.path.join(run_dir, "config.json")))["device"] == "cuda"
@@ -59,7 +88,11 @@ def test_each_flag_runs_on_the_gpu(workdir, script, flags):
     assert all(math.isfinite(float(r["mean_return"])) for r in rows)
 
 
-@pytest.mark.parametrize("flags", [["--cudagraphs"], ["--cudagraphs", "--bf16"], ["--compile"]], ids=["cudagraphs", "cudagraphs+bf16", "compile"])
+@pytest.mark.parametrize(
+    "flags",
+    [["--cudagraphs"], ["--cudagraphs", "--bf16"], ["--compile"]],
+    ids=["cudagraphs", "cudagraphs+bf16", "compile"],
+)
 def test_sac_learns_on_the_gpu(workdir, flags):
     config = [a for a in LEARNING_CONFIG if a != "--no-cuda"]
     result = run_script("uniform_sac.py", *config, *flags, "--run-name", "learn", cwd=workdir, timeout=900)
@@ -72,13 +105,31 @@ def test_sac_learns_on_the_gpu(workdir, flags):
 
 def gpu_learner(k: int, hidden: int, *flags: str):
     """A learner of k tasks (2 x `hidden` networks, 32 samples per task) on the GPU, its buffer partly filled."""
-    from uniform_sac import make_learner, resolve_args
     import tyro
     from metaworld.env_dict import MT10_V3
 
-    args = resolve_args(tyro.cli(Args, args=["--tasks", *list(MT10_V3)[:k], "--hidden-dims", str(hidden), str(hidden),
-                                             "--batch-size", str(32 * k), "--buffer-size", str(1000 * k), "--cuda",
-                                             "--run-name", "gpu-test", *flags]))  # fmt: skip
+    from uniform_sac import make_learner, resolve_args
+
+    args = resolve_args(
+        tyro.cli(
+            Args,
+            args=[
+                "--tasks",
+                *list(MT10_V3)[:k],
+                "--hidden-dims",
+                str(hidden),
+                str(hidden),
+                "--batch-size",
+                str(32 * k),
+                "--buffer-size",
+                str(1000 * k),
+                "--cuda",
+                "--run-name",
+                "gpu-test",
+                *flags,
+            ],
+        )
+    )
     torch.manual_seed(0)
     parts = make_learner(args, 39 + k, 4, k, torch.device("cuda"))
     add_transitions(parts[5], k, seed=0, rounds=5)
@@ -115,11 +166,28 @@ def test_cudagraphs_replays_as_the_loop_runs_them(flags):
     torch.testing.assert_close(logs["captured"], logs["eager"], **tolerance)
 
 
-@pytest.mark.parametrize("first, then", [([], ["--cudagraphs"]), (["--no-cuda"], ["--cuda", "--cudagraphs"])],
-                         ids=["eager-then-cudagraphs", "cpu-then-gpu"])
+@pytest.mark.parametrize(
+    "first, then",
+    [([], ["--cudagraphs"]), (["--no-cuda"], ["--cuda", "--cudagraphs"])],
+    ids=["eager-then-cudagraphs", "cpu-then-gpu"],
+)
 def test_a_run_resumes_across_cudagraphs_and_devices(workdir, first, then):
-    run = ["--tasks", "reach-v3", "push-v3", "--max-episode-steps", "50", "--learning-starts", "500",
-           "--hidden-dims", "64", "64", "--eval-interval", "1000", "--eval-episodes", "2"]  # fmt: skip
+    run = [
+        "--tasks",
+        "reach-v3",
+        "push-v3",
+        "--max-episode-steps",
+        "50",
+        "--learning-starts",
+        "500",
+        "--hidden-dims",
+        "64",
+        "64",
+        "--eval-interval",
+        "1000",
+        "--eval-episodes",
+        "2",
+    ]
     result = run_script("uniform_sac.py", *run, *first, "--total-timesteps", "2000", "--run-name", "r", cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = os.path.join(workdir, "runs", "r")

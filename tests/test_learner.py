@@ -28,15 +28,17 @@ def test_the_critic_still_learns_where_q_is_above_5000(script):
     # a Q-value near 6000 (a critic that has diverged, or larger rewards): the TD error is about 50, and the
     # critic must follow it; a clip at 5000 would clamp Q and its target alike and stop the gradient
     before, after = critic_above(6000.0, script)
-    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
 
 
 def test_max_q_value_when_set_clips_and_stops_the_gradient_where_it_binds():
     before, after = critic_above(6000.0, "uniform_sac", "--max-q-value", "5000")
-    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
 
 
-@pytest.mark.parametrize("script, prefix", [("drats_sac", "drats"), ("drats_ppo", "drats"), ("lp_sac", "lp"), ("lp_ppo", "lp")])
+@pytest.mark.parametrize(
+    "script, prefix", [("drats_sac", "drats"), ("drats_ppo", "drats"), ("lp_sac", "lp"), ("lp_ppo", "lp")]
+)
 def test_a_step_size_above_eta_is_refused(script, prefix, capsys):
     # 1 - step_size / eta < 0 would weigh log q negatively in the update: q would oscillate
     module = importlib.import_module(script)

@@ -8,6 +8,7 @@ env steps was 0.65 / 0.75, 0.775 / 0.50 and 0.775 / 0.825 for seeds 1-3 (0.70 / 
 --compile / --bf16), against 0.15 / 0.175 without the bootstrap and 0 / 0 with the actor's loss detached
 (seed 1), on a 2-core CPU; the random policy scores at most 0.15. --compile has no learning run of its own: its
 update equals the eager one to float rounding (tests/test_speed.py), and a short real run checks its loop."""
+
 import csv
 import os
 from collections import defaultdict
@@ -21,11 +22,35 @@ from uniform_sac import Args
 
 TASKS = ["drawer-close-v3", "handle-press-v3"]
 CONFIG = [
-    "--tasks", *TASKS, "--num-envs", "1", "--max-episode-steps", "100", "--hidden-dims", "64", "64",
-    "--batch-size", "128", "--total-timesteps", "30000", "--learning-starts", "1000",
-    "--eval-interval", "5000", "--eval-episodes", "20", "--policy-lr", "1e-3", "--q-lr", "1e-3", "--alpha-lr", "1e-3",
-    "--no-cuda", "--seed", "1",
-]  # fmt: skip
+    "--tasks",
+    *TASKS,
+    "--num-envs",
+    "1",
+    "--max-episode-steps",
+    "100",
+    "--hidden-dims",
+    "64",
+    "64",
+    "--batch-size",
+    "128",
+    "--total-timesteps",
+    "30000",
+    "--learning-starts",
+    "1000",
+    "--eval-interval",
+    "5000",
+    "--eval-episodes",
+    "20",
+    "--policy-lr",
+    "1e-3",
+    "--q-lr",
+    "1e-3",
+    "--alpha-lr",
+    "1e-3",
+    "--no-cuda",
+    "--seed",
+    "1",
+]
 
 
 def mean_success_by_step(eval_csv: str) -> dict[int, float]:
@@ -36,8 +61,11 @@ def mean_success_by_step(eval_csv: str) -> dict[int, float]:
     return {step: float(np.mean(rates)) for step, rates in sorted(success.items())}
 
 
-# torch's CPU bfloat16 matmul needs AVX-512 or AMX; without them --bf16 is a plain loop and this run would take half an hour
-NO_FAST_BF16 = pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="no AVX-512 or AMX: no fast bfloat16 matmul")
+# torch's CPU bfloat16 matmul needs AVX-512 or AMX; without them --bf16 is a plain loop and this run would take half
+# an hour
+NO_FAST_BF16 = pytest.mark.skipif(
+    not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="no AVX-512 or AMX: no fast bfloat16 matmul"
+)
 
 
 @pytest.mark.parametrize("flags", [[], pytest.param(["--bf16"], marks=NO_FAST_BF16)], ids=["fp32", "bf16"])

@@ -19,10 +19,27 @@ K, OBS, ACT = 2, 39 + 2, 4
 def small_learner(script: str, *flags: str, hidden: int = 32):
     """A two-task learner of `script` (2 x `hidden` networks, batches of 64) with random data in its buffer."""
     module = importlib.import_module(script)
-    args = module.resolve_args(tyro.cli(module.Args, args=[
-        "--tasks", "reach-v3", "push-v3", "--hidden-dims", str(hidden), str(hidden), "--batch-size", "64",
-        "--buffer-size", "2000", "--no-cuda", "--run-name", "long-run-test", *flags,
-    ]))  # fmt: skip
+    args = module.resolve_args(
+        tyro.cli(
+            module.Args,
+            args=[
+                "--tasks",
+                "reach-v3",
+                "push-v3",
+                "--hidden-dims",
+                str(hidden),
+                str(hidden),
+                "--batch-size",
+                "64",
+                "--buffer-size",
+                "2000",
+                "--no-cuda",
+                "--run-name",
+                "long-run-test",
+                *flags,
+            ],
+        )
+    )
     torch.manual_seed(0)
     parts = module.make_learner(args, OBS, ACT, K, torch.device("cpu"))
     rb = parts[5]

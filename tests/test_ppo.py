@@ -23,10 +23,27 @@ from uniform_ppo import Agent, Args, gae, normalize_per_task, resolve_args
 TASKS = ["reach-v3", "push-v3", "drawer-close-v3"]
 # 3 slots x 150 steps per rollout (three 50-step episodes), 4 rollouts
 SMALL = [
-    "--tasks", *TASKS, "--total-timesteps", "1800", "--max-episode-steps", "50", "--num-steps", "150",
-    "--hidden-dims", "32", "32", "--num-minibatches", "4", "--update-epochs", "2",
-    "--eval-interval", "900", "--eval-episodes", "1", "--no-cuda",
-]  # fmt: skip
+    "--tasks",
+    *TASKS,
+    "--total-timesteps",
+    "1800",
+    "--max-episode-steps",
+    "50",
+    "--num-steps",
+    "150",
+    "--hidden-dims",
+    "32",
+    "32",
+    "--num-minibatches",
+    "4",
+    "--update-epochs",
+    "2",
+    "--eval-interval",
+    "900",
+    "--eval-episodes",
+    "1",
+    "--no-cuda",
+]
 
 
 def read_csv(path):
@@ -59,7 +76,13 @@ def test_defaults_are_the_authors_settings():
     assert (mt10.total_timesteps, mt10.eval_interval, mt10.ent_coef) == (100_000_000, 2_000_000, 0.01)
     assert (mt50.total_timesteps, mt50.eval_interval, mt50.ent_coef) == (500_000_000, 10_000_000, 0.03)
     assert (mt10.num_envs, mt10.num_steps, mt10.update_epochs, mt10.num_minibatches) == (10, 10_000, 16, 32)
-    assert (mt10.learning_rate, mt10.gae_lambda, mt10.clip_coef, mt10.vf_coef, mt10.target_kl) == (5e-4, 0.97, 0.2, 0.001, 0.05)
+    assert (mt10.learning_rate, mt10.gae_lambda, mt10.clip_coef, mt10.vf_coef, mt10.target_kl) == (
+        5e-4,
+        0.97,
+        0.2,
+        0.001,
+        0.05,
+    )
     assert (mt10.eval_episodes, mt10.adam_eps, mt10.max_grad_norm) == (100, 1e-5, 1.0)
 
 
@@ -157,10 +180,12 @@ def test_the_sampler_is_the_same_text_in_drats_sac_and_drats_ppo():
     # the same construction and sampler.csv; SAC alone checkpoints the loss weights of --drats-weighted-updates (on
     # PPO, q already sets each task's share of the batch)
     (setup,) = [b for b in sac if "sampler = DRATSSampler(" in b]
-    assert setup.replace(", task_weight=learn.task_weight)  # DRATS: its arrays and the loss weights", ")  # DRATS: its arrays") in ppo
+    assert (
+        setup.replace(", task_weight=learn.task_weight)  # its arrays and the loss weights", ")  # its arrays") in ppo
+    )
     # the same arguments and checks; only the window's default differs (one rollout for PPO), and SAC alone has
     # --drats-weighted-updates
-    sac_only = ("drats_weighted_updates", "also weight each task's")
+    sac_only = ("drats_weighted_updates", "weight task i's losses")
     for marker in ["drats_eta: float", "args.drats_eps = "]:
         (sac_block,) = [b for b in sac if marker in b]
         (ppo_block,) = [b for b in ppo if marker in b]
@@ -182,7 +207,10 @@ def test_a_killed_ppo_run_resumes_into_the_uninterrupted_run(workdir):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming" in resumed.stdout
     for name in ["eval.csv", "episodes.csv", "sampler.csv"]:
-        with open(os.path.join(workdir, "runs", "whole", name), "rb") as a, open(os.path.join(run_dir, name), "rb") as b:
+        with (
+            open(os.path.join(workdir, "runs", "whole", name), "rb") as a,
+            open(os.path.join(run_dir, name), "rb") as b,
+        ):
             assert a.read() == b.read(), name
 
 
@@ -197,7 +225,7 @@ def test_a_killed_ppo_run_resumes_into_the_uninterrupted_run(workdir):
         (["--tasks", "reach-v3", "reach-v4"], "--tasks: unknown task reach-v4"),
         (["--drats-eps", "0.9"], "--drats-eps must be at most 1/K = 0.3333"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_stops_at_once(workdir, args, expected):
     script = "baselines/drats_ppo.py" if args[0].startswith("--drats") else "baselines/uniform_ppo.py"
     result = run_script(script, *SMALL, *args, "--run-name", "bad", cwd=workdir, timeout=60)

@@ -12,10 +12,29 @@ from uniform_sac import Args
 
 TASKS = ["drawer-close-v3", "handle-press-v3"]
 CONFIG = [
-    "--tasks", *TASKS, "--max-episode-steps", "100", "--num-steps", "1000", "--hidden-dims", "64", "64",
-    "--num-minibatches", "8", "--update-epochs", "10", "--total-timesteps", "48000",
-    "--eval-interval", "24000", "--eval-episodes", "20", "--no-cuda", "--seed", "1",
-]  # fmt: skip
+    "--tasks",
+    *TASKS,
+    "--max-episode-steps",
+    "100",
+    "--num-steps",
+    "1000",
+    "--hidden-dims",
+    "64",
+    "64",
+    "--num-minibatches",
+    "8",
+    "--update-epochs",
+    "10",
+    "--total-timesteps",
+    "48000",
+    "--eval-interval",
+    "24000",
+    "--eval-episodes",
+    "20",
+    "--no-cuda",
+    "--seed",
+    "1",
+]
 
 
 def test_ppo_learns_an_easy_task_pair(workdir):

@@ -1,4 +1,5 @@
 """Runs that survive: exact resume after SIGKILL, SIGTERM, argument checks, non-finite losses."""
+
 import os
 import signal
 import subprocess
@@ -16,9 +17,13 @@ RUN = ["--tasks", "reach-v3", "push-v3", "--total-timesteps", "3000", "--checkpo
 
 def start(script, *args, cwd):
     return subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, script), *args], cwd=cwd, env={**os.environ, "WANDB_MODE": "disabled"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [sys.executable, os.path.join(ROOT, script), *args],
+        cwd=cwd,
+        env={**os.environ, "WANDB_MODE": "disabled"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_checkpoint(run_dir, proc, timeout=120):
@@ -29,12 +34,20 @@ def wait_for_checkpoint(run_dir, proc, timeout=120):
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize("script, files, extra", [
-    ("uniform_sac.py", ["eval.csv", "episodes.csv"], []),
-    ("drats_sac.py", ["eval.csv", "episodes.csv", "sampler.csv"], ["--drats-window", "100"]),
-    # the loss weights K * q must be restored with q, or the resumed run's updates differ
-    ("drats_sac.py", ["eval.csv", "episodes.csv", "sampler.csv"], ["--drats-window", "100", "--drats-weighted-updates"]),
-], ids=["uniform", "drats", "drats-weighted"])  # fmt: skip
+@pytest.mark.parametrize(
+    "script, files, extra",
+    [
+        ("uniform_sac.py", ["eval.csv", "episodes.csv"], []),
+        ("drats_sac.py", ["eval.csv", "episodes.csv", "sampler.csv"], ["--drats-window", "100"]),
+        # the loss weights K * q must be restored with q, or the resumed run's updates differ
+        (
+            "drats_sac.py",
+            ["eval.csv", "episodes.csv", "sampler.csv"],
+            ["--drats-window", "100", "--drats-weighted-updates"],
+        ),
+    ],
+    ids=["uniform", "drats", "drats-weighted"],
+)
 def test_a_run_killed_after_a_checkpoint_resumes_into_the_uninterrupted_run(workdir, script, files, extra):
     whole = run_script(script, *RUN, *extra, "--torch-deterministic", "--run-name", "whole", cwd=workdir)
     assert whole.returncode == 0, whole.stderr[-3000:]
@@ -49,11 +62,18 @@ def test_a_run_killed_after_a_checkpoint_resumes_into_the_uninterrupted_run(work
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming" in resumed.stdout
     for name in files:
-        with open(os.path.join(workdir, "runs", "whole", name), "rb") as a, open(os.path.join(run_dir, name), "rb") as b:
+        with (
+            open(os.path.join(workdir, "runs", "whole", name), "rb") as a,
+            open(os.path.join(run_dir, name), "rb") as b,
+        ):
             assert a.read() == b.read(), name
     # TensorBoard too: the evaluation logged at the checkpoint's step survives the resume (it is not logged again)
-    assert scalar_steps(run_dir, "eval/mean_success_rate") == scalar_steps(os.path.join(workdir, "runs", "whole"), "eval/mean_success_rate")
-    if script == "drats_sac.py":  # the sampler is saved as its arrays, not as a pickled object of a class that may change
+    assert scalar_steps(run_dir, "eval/mean_success_rate") == scalar_steps(
+        os.path.join(workdir, "runs", "whole"), "eval/mean_success_rate"
+    )
+    if (
+        script == "drats_sac.py"
+    ):  # the sampler is saved as its arrays, not as a pickled object of a class that may change
         path = os.path.join(run_dir, "checkpoint.pt")
         sampler = torch.load(path, weights_only=False)["parts"]["sampler"]
         assert "q" in sampler and all(isinstance(v, np.ndarray) for v in sampler.values())
@@ -74,8 +94,25 @@ def scalar_steps(run_dir: str, tag: str) -> list[int]:
 def test_a_stop_during_the_last_round_finishes_the_run(workdir):
     # the signal comes while the last round runs: there is no round boundary left to checkpoint at, so the run
     # ends complete (exit 0, its final checkpoint written) instead of pointing to a checkpoint never written
-    run = ["--tasks", "reach-v3", "push-v3", "--max-episode-steps", "500", "--total-timesteps", "2000", "--learning-starts", "1000",
-           "--hidden-dims", "256", "256", "--eval-interval", "10000000", "--eval-episodes", "1", "--no-cuda"]  # fmt: skip
+    run = [
+        "--tasks",
+        "reach-v3",
+        "push-v3",
+        "--max-episode-steps",
+        "500",
+        "--total-timesteps",
+        "2000",
+        "--learning-starts",
+        "1000",
+        "--hidden-dims",
+        "256",
+        "256",
+        "--eval-interval",
+        "10000000",
+        "--eval-episodes",
+        "1",
+        "--no-cuda",
+    ]
     proc = start("uniform_sac.py", *run, "--run-name", "last", cwd=workdir)
     episodes = os.path.join(workdir, "runs", "last", "episodes.csv")
     deadline = time.time() + 120
@@ -114,7 +151,9 @@ def test_resume_refuses_a_changed_run_and_continues_a_longer_one(workdir):
     done = run_script("uniform_sac.py", *RUN, "--run-name", "r", cwd=workdir)
     assert done.returncode == 0, done.stderr[-3000:]
     run_dir = os.path.join(workdir, "runs", "r")
-    refused = run_script("uniform_sac.py", "--resume", run_dir, "--hidden-dims", "32", "32", "--batch-size", "64", cwd=workdir)
+    refused = run_script(
+        "uniform_sac.py", "--resume", run_dir, "--hidden-dims", "32", "32", "--batch-size", "64", cwd=workdir
+    )
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "--hidden-dims was 64 64, now 32 32" in refused.stderr and "--batch-size was 256, now 64" in refused.stderr
     complete = run_script("uniform_sac.py", "--resume", run_dir, cwd=workdir)
@@ -135,9 +174,17 @@ def test_resume_refuses_a_changed_run_and_continues_a_longer_one(workdir):
 
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(workdir):
     result = run_script(
-        "uniform_sac.py", *RUN[:-len(TINY)], *TINY, "--checkpoint-interval", "500", "--alpha-lr", "1e30", "--run-name", "nan",
+        "uniform_sac.py",
+        *RUN[: -len(TINY)],
+        *TINY,
+        "--checkpoint-interval",
+        "500",
+        "--alpha-lr",
+        "1e30",
+        "--run-name",
+        "nan",
         cwd=workdir,
-    )  # fmt: skip
+    )
     assert result.returncode != 0 and "Traceback" not in result.stderr
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("error: non-finite") and "at global step" in message and "is kept" in message
@@ -152,7 +199,11 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(work
 def test_bad_output_locations_and_resume_targets_are_refused_at_once(workdir):
     open(os.path.join(workdir, "runs"), "w").close()  # a file where the runs folder should be
     result = run_script("uniform_sac.py", *RUN, "--run-name", "x", cwd=workdir, timeout=120)
-    assert result.returncode != 0 and "cannot write the run's outputs" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode != 0
+        and "cannot write the run's outputs" in result.stderr
+        and "Traceback" not in result.stderr
+    )
     result = run_script("uniform_sac.py", "--resume", os.path.join(workdir, "nowhere"), cwd=workdir, timeout=60)
     assert result.returncode != 0 and "holds no checkpoint.pt" in result.stderr and "Traceback" not in result.stderr
 
@@ -195,26 +246,54 @@ def as_if_written_on_a_gpu(path: str, capturable: bool):
         torch.load(path, weights_only=False)
 
 
-PPO_RUN = ["--tasks", "reach-v3", "push-v3", "--max-episode-steps", "50", "--num-steps", "100", "--hidden-dims", "32", "32",
-           "--num-minibatches", "2", "--update-epochs", "1", "--eval-interval", "400", "--eval-episodes", "1", "--no-cuda"]  # fmt: skip
+PPO_RUN = [
+    "--tasks",
+    "reach-v3",
+    "push-v3",
+    "--max-episode-steps",
+    "50",
+    "--num-steps",
+    "100",
+    "--hidden-dims",
+    "32",
+    "32",
+    "--num-minibatches",
+    "2",
+    "--update-epochs",
+    "1",
+    "--eval-interval",
+    "400",
+    "--eval-episodes",
+    "1",
+    "--no-cuda",
+]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="shows a CUDA checkpoint on a machine without CUDA")
-@pytest.mark.parametrize("script, run, capturable", [
-    ("uniform_sac.py", ["--tasks", "reach-v3", "push-v3", *TINY], True),
-    ("baselines/uniform_ppo.py", PPO_RUN, False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "script, run, capturable",
+    [
+        ("uniform_sac.py", ["--tasks", "reach-v3", "push-v3", *TINY], True),
+        ("baselines/uniform_ppo.py", PPO_RUN, False),
+    ],
+)
 def test_a_checkpoint_written_on_a_gpu_resumes_on_a_cpu(workdir, script, run, capturable):
     # --cuda may change on resume, and so may --cudagraphs: the checkpoint's device and the optimizers' saved
     # capturable flag must not decide for the resumed run
-    first = run_script(script, *run, "--total-timesteps", "2000" if "sac" in script else "400", "--run-name", "g", cwd=workdir)
+    first = run_script(
+        script, *run, "--total-timesteps", "2000" if "sac" in script else "400", "--run-name", "g", cwd=workdir
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     run_dir = os.path.join(workdir, "runs", "g")
     as_if_written_on_a_gpu(os.path.join(run_dir, "checkpoint.pt"), capturable)
-    resumed = run_script(script, "--resume", run_dir, "--total-timesteps", "3000" if "sac" in script else "800", cwd=workdir)
+    resumed = run_script(
+        script, "--resume", run_dir, "--total-timesteps", "3000" if "sac" in script else "800", cwd=workdir
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming" in resumed.stdout
     # the optimizers ran with this run's flag (no --cudagraphs), as the checkpoint at the end records
     state = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=False)
-    groups = [group for part in state["parts"].values() if isinstance(part, dict) for group in part.get("param_groups", [])]
+    groups = [
+        group for part in state["parts"].values() if isinstance(part, dict) for group in part.get("param_groups", [])
+    ]
     assert groups and all(not group.get("capturable", False) for group in groups)

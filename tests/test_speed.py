@@ -1,5 +1,5 @@
 """The fast paths: --bf16 keeps fp32 master weights (and warns on a CPU without a fast bf16 matmul), --compile
-computes the same update as eager in one graph (run_utils.adam_step: torch's Adam, eager or compiled), a CPU update reuses freed memory, --cudagraphs is refused without a GPU, and
+computes the same update as eager, a CPU update reuses freed memory, --cudagraphs is refused without a GPU, and
 benchmark/speed.py records the update's matmuls and writes its table."""
 
 import math
@@ -22,9 +22,27 @@ K, OBS, ACT = 2, 39 + 2, 4
 def learner(*flags, device: str = "cpu", hidden: int = 32, batch: int = 64):
     """A learner for two tasks (2 x `hidden` networks, batches of `batch`; small by default) on `device`, its
     replay buffer full of random data."""
-    args = resolve_args(tyro.cli(Args, args=["--tasks", "reach-v3", "push-v3", "--hidden-dims", str(hidden), str(hidden),
-                                             "--batch-size", str(batch), "--buffer-size", "2000",
-                                             "--no-cuda" if device == "cpu" else "--cuda", "--run-name", "speed-test", *flags]))  # fmt: skip
+    args = resolve_args(
+        tyro.cli(
+            Args,
+            args=[
+                "--tasks",
+                "reach-v3",
+                "push-v3",
+                "--hidden-dims",
+                str(hidden),
+                str(hidden),
+                "--batch-size",
+                str(batch),
+                "--buffer-size",
+                "2000",
+                "--no-cuda" if device == "cpu" else "--cuda",
+                "--run-name",
+                "speed-test",
+                *flags,
+            ],
+        )
+    )
     torch.manual_seed(0)
     parts = make_learner(args, OBS, ACT, K, torch.device(device))
     rb = parts[5]
@@ -45,7 +63,7 @@ def test_bf16_trains_fp32_master_weights():
     for optimizer in optimizers:
         for state in optimizer.state.values():
             assert state["exp_avg"].dtype == torch.float32
-    assert any(not torch.equal(a, b) for a, b in zip(before, actor.parameters()))  # it did learn something
+    assert any(not torch.equal(a, b) for a, b in zip(before, actor.parameters(), strict=True))  # it did learn something
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
@@ -106,7 +124,7 @@ def test_compiled_update_matches_eager(two_threads):
             logs_compiled = compiled[-1]()
         torch.testing.assert_close(logs_compiled, logs_eager, rtol=1e-4, atol=1e-5)
     for module in range(3):  # actor, critic, target critic
-        for a, b in zip(eager[module].parameters(), compiled[module].parameters()):
+        for a, b in zip(eager[module].parameters(), compiled[module].parameters(), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -158,7 +176,9 @@ def adam_runs(steps: int = 4):
     xs = torch.randn(steps, 2, 6, 8, generator=torch.Generator().manual_seed(1))
     (params, optimizer), (eager, eager_optimizer), (comp, comp_optimizer) = start(), start(), start()
     assert not torch.autograd.grad(loss(params, xs[0], 1.0), params)[0].is_contiguous()
-    compiled = run_utils.compile_update(lambda x, s: run_utils.adam_step(comp_optimizer, torch.autograd.grad(loss(comp, x, s), comp), 1.0))
+    compiled = run_utils.compile_update(
+        lambda x, s: run_utils.adam_step(comp_optimizer, torch.autograd.grad(loss(comp, x, s), comp), 1.0)
+    )
     for step in range(steps):
         optimizer.zero_grad()
         loss(params, xs[step], step + 1.0).backward()
@@ -173,16 +193,28 @@ def test_adam_step_is_torchs_adam_eager_exactly_and_compiled_to_rounding(two_thr
     # eager, a transposed gradient must reach fused Adam in its parameter's layout (backward() copies it so;
     # torch 2.13's CPU kernel would read it in memory order, each element applied to another's weight)
     reference, eager, compiled = adam_runs()
-    assert all(torch.equal(a, b) for a, b in zip(reference, eager))
-    for a, b in zip(reference, compiled):
+    assert all(torch.equal(a, b) for a, b in zip(reference, eager, strict=True))
+    for a, b in zip(reference, compiled, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_compiled_run_trains_to_its_end(workdir):
     """--compile in a real run: the compiled update and policy through warm-up, updates, evaluation and the final
     checkpoint (a non-finite loss would stop it; the update itself is checked against eager above)."""
-    result = run_script("uniform_sac.py", "--tasks", "reach-v3", "push-v3", *TINY, "--total-timesteps", "1500", "--compile",
-                        "--run-name", "compiled", cwd=workdir, timeout=900)  # fmt: skip
+    result = run_script(
+        "uniform_sac.py",
+        "--tasks",
+        "reach-v3",
+        "push-v3",
+        *TINY,
+        "--total-timesteps",
+        "1500",
+        "--compile",
+        "--run-name",
+        "compiled",
+        cwd=workdir,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     run = os.path.join(workdir, "runs", "compiled")
     with open(os.path.join(run, "eval.csv")) as f:
@@ -200,8 +232,14 @@ def test_bf16_on_a_cpu_without_a_fast_bf16_matmul_warns(monkeypatch, capsys, fas
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: --cudagraphs is allowed")
 def test_cudagraphs_is_refused_without_a_gpu(workdir):
-    result = run_script("uniform_sac.py", "--tasks", "reach-v3", "--cudagraphs", "--run-name", "cg", cwd=workdir, timeout=60)
-    assert result.returncode != 0 and "--cudagraphs needs a CUDA device" in result.stderr and "Traceback" not in result.stderr
+    result = run_script(
+        "uniform_sac.py", "--tasks", "reach-v3", "--cudagraphs", "--run-name", "cg", cwd=workdir, timeout=60
+    )
+    assert (
+        result.returncode != 0
+        and "--cudagraphs needs a CUDA device" in result.stderr
+        and "Traceback" not in result.stderr
+    )
     assert not os.path.exists(os.path.join(workdir, "runs", "cg"))
 
 
@@ -219,10 +257,14 @@ def test_speed_benchmark_records_every_matmul_of_the_update(flags):
     with speed.MatmulRecorder() as recorder:
         learn()
     flops = 0
-    for func, args, _ in recorder.calls:
-        a, b = [shape for shape, _, _ in (x for x in args if isinstance(x, tuple))][-2:]  # the two factors (after a bias)
+    for _func, args, _ in recorder.calls:
+        a, b = [shape for shape, _, _ in (x for x in args if isinstance(x, tuple))][
+            -2:
+        ]  # the two factors (after a bias)
         flops += 2 * math.prod(a) * b[-1]
-        assert {dtype for _, _, dtype in (x for x in args if isinstance(x, tuple))} == {torch.bfloat16 if flags else torch.float32}
+        assert {dtype for _, _, dtype in (x for x in args if isinstance(x, tuple))} == {
+            torch.bfloat16 if flags else torch.float32
+        }
     assert flops == counter.get_total_flops() > 0
     assert 0 < speed.matmuls_alone(recorder.calls, torch.device("cpu")) < 1
 
@@ -251,10 +293,31 @@ def test_speed_benchmark_writes_its_table(tmp_path):
     # (AVX-512 or AMX): elsewhere its peak alone takes minutes
     modes = ["fp32", "bf16"] if torch.ops.mkldnn._is_mkldnn_bf16_supported() else ["fp32"]
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmark", "speed.py"), "--configs", "small", "--modes", *modes,
-         "--updates", "2", "--warmup", "1", "--repeats", "3", "--window-s", "0.2", "--no-loop", "--no-cuda", "--out", str(out)],
-        check=False, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            os.path.join(ROOT, "benchmark", "speed.py"),
+            "--configs",
+            "small",
+            "--modes",
+            *modes,
+            "--updates",
+            "2",
+            "--warmup",
+            "1",
+            "--repeats",
+            "3",
+            "--window-s",
+            "0.2",
+            "--no-loop",
+            "--no-cuda",
+            "--out",
+            str(out),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     text = out.read_text()
     assert "matmul peak measured in the same run" in text.lower()
@@ -266,7 +329,10 @@ def test_speed_benchmark_writes_its_table(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| small |")]
     assert [row.split(" | ")[1] for row in rows] == modes
     for row in rows:  # the median of the timing windows lies within their range
-        median, (low, high) = float(row.split(" | ")[2].replace(",", "")), map(float, row.split(" | ")[3].replace(",", "").split("-"))
+        median, (low, high) = (
+            float(row.split(" | ")[2].replace(",", "")),
+            map(float, row.split(" | ")[3].replace(",", "").split("-")),
+        )
         assert 0 < low <= median <= high
     gflop = float(rows[0].split(" | ")[5])
     assert 0.01 < gflop < 0.06  # ~0.03 GFLOP: 2 x 64 networks, batch 128, twin critics, forward and backward
@@ -278,13 +344,28 @@ def test_speed_benchmark_writes_its_table(tmp_path):
 
 @pytest.mark.parametrize(
     "args, expected",
-    [(["--modes", "fp32", "--eval-loop", "compile"], "--eval-loop: compile is not among the measured --modes"),
-     (["--eval-envs-per-task", "0"], "--eval-envs-per-task must be at least 1"),
-     (["--repeats", "0"], "--repeats and --eval-envs-per-task must be at least 1"),
-     (["--window-s", "-1"], "--window-s not negative")],
-)  # fmt: skip
+    [
+        (["--modes", "fp32", "--eval-loop", "compile"], "--eval-loop: compile is not among the measured --modes"),
+        (["--eval-envs-per-task", "0"], "--eval-envs-per-task must be at least 1"),
+        (["--repeats", "0"], "--repeats and --eval-envs-per-task must be at least 1"),
+        (["--window-s", "-1"], "--window-s not negative"),
+    ],
+)
 def test_speed_benchmark_refuses_bad_settings_at_once(tmp_path, args, expected):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "benchmark", "speed.py"), "--configs", "small", *args,
-                             "--out", str(tmp_path / "speed.md")], check=False, capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "benchmark", "speed.py"),
+            "--configs",
+            "small",
+            *args,
+            "--out",
+            str(tmp_path / "speed.md"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0 and expected in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "speed.md").exists()

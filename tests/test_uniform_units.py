@@ -1,4 +1,5 @@
 """Unit tests of uniform_sac.py's pure pieces: replay buffer, env slots, goals, evaluation."""
+
 import pickle
 
 import gymnasium as gym
@@ -61,7 +62,9 @@ def test_task_major_blocks_give_each_sample_its_own_head(ensemble, out_dim):
     picked, blocks = net(x, task.flatten()), net(x, task)
     assert picked.shape == blocks.shape == (ensemble, k * n, out_dim)
     torch.testing.assert_close(blocks, picked)
-    for g_picked, g_blocks in zip(*(torch.autograd.grad(y.square().sum(), [x, *net.parameters()]) for y in (picked, blocks))):
+    for g_picked, g_blocks in zip(
+        *(torch.autograd.grad(y.square().sum(), [x, *net.parameters()]) for y in (picked, blocks)), strict=True
+    ):
         torch.testing.assert_close(g_blocks, g_picked)
     # and head k is task k's: changing head 2's weights changes block 2 only
     with torch.no_grad():
@@ -94,7 +97,9 @@ def test_training_and_eval_envs_share_goals_and_one_hot_order(goals):
         eval_obs, _ = eval_envs.reset()
         assert obs[:, 39:].argmax(1).tolist() == slot_tasks.tolist()
         assert eval_obs[:, 39:].argmax(1).tolist() == [0, 1, 2]
-        assert list(eval_envs.get_attr("task_name")) == [metaworld.env_dict.ALL_V3_ENVIRONMENTS[n].__name__ for n in TASKS]
+        assert list(eval_envs.get_attr("task_name")) == [
+            metaworld.env_dict.ALL_V3_ENVIRONMENTS[n].__name__ for n in TASKS
+        ]
         eval_goals = eval_envs.get_attr("tasks")
         for slot, task in enumerate(slot_tasks):
             train_goals = envs.envs[slot].env.tasks
@@ -206,12 +211,29 @@ def test_networks_and_optimizers_start_as_meta_world_plus_builds_them():
 
     from uniform_sac import make_learner, resolve_args
 
-    args = resolve_args(tyro.cli(Args, args=["--tasks", "reach-v3", "push-v3", "--hidden-dims", "64", "32", "--no-cuda",
-                                             "--run-name", "init-test"]))  # fmt: skip
+    args = resolve_args(
+        tyro.cli(
+            Args,
+            args=[
+                "--tasks",
+                "reach-v3",
+                "push-v3",
+                "--hidden-dims",
+                "64",
+                "32",
+                "--no-cuda",
+                "--run-name",
+                "init-test",
+            ],
+        )
+    )
     actor, critic, _, _, optimizers, _, _ = make_learner(args, 39 + 2, 4, 2, torch.device("cpu"))
     for net, head_scale in ((actor.net, 1e-3), (critic.net, 3e-3)):
         (w1, w2, head), (b1, b2, head_bias) = net.weights, net.biases
-        for w, fan_in in ((w1, net.weights[0].shape[1]), (w2, 64)):  # He-uniform: U(+-sqrt(6 / fan_in)), variance 2 / fan_in
+        for w, fan_in in (
+            (w1, net.weights[0].shape[1]),
+            (w2, 64),
+        ):  # He-uniform: U(+-sqrt(6 / fan_in)), variance 2 / fan_in
             assert w.abs().max() <= (6 / fan_in) ** 0.5 and abs(float(w.var()) * fan_in / 2 - 1) < 0.15
         assert not b1.any() and not b2.any()
         assert head.abs().max() <= head_scale and head_bias.abs().max() <= head_scale and head_bias.any()

@@ -16,11 +16,15 @@ def test_off_the_update_is_uniform_sacs():
         logs_drats = drats[-1]()
         assert torch.equal(logs_uniform, logs_drats)
     for module in range(3):  # actor, critic, target critic
-        assert all(torch.equal(a, b) for a, b in zip(uniform[module].parameters(), drats[module].parameters()))
+        assert all(
+            torch.equal(a, b) for a, b in zip(uniform[module].parameters(), drats[module].parameters(), strict=True)
+        )
 
 
 def test_on_each_tasks_losses_weigh_k_times_its_probability():
-    actor, critic, target_critic, log_alpha, optimizers, rb, learn = small_learner("drats_sac", "--drats-weighted-updates")
+    actor, critic, target_critic, log_alpha, optimizers, rb, learn = small_learner(
+        "drats_sac", "--drats-weighted-updates"
+    )
     weight = torch.tensor([1.6, 0.4])  # K * q for q = (0.8, 0.2)
     learn.task_weight.copy_(weight)
     actor_before, log_alpha_before = copy.deepcopy(actor), log_alpha.detach().clone()
@@ -46,4 +50,3 @@ def test_on_each_tasks_losses_weigh_k_times_its_probability():
     torch.testing.assert_close(logs[:3], torch.stack([critic_loss, actor_loss, alpha_loss]))
     unweighted = ((q - q_target).pow(2)).mean()
     assert not torch.isclose(logs[0], unweighted)  # the weights made a difference
-
