@@ -45,4 +45,4 @@ def test_a_step_size_above_eta_is_refused(script, prefix, capsys):
     flags = ["--tasks", "reach-v3", "push-v3", f"--{prefix}-eta", "2", f"--{prefix}-step-size", "3", "--run-name", "s"]
     with pytest.raises(SystemExit) as stop:
         module.resolve_args(tyro.cli(module.Args, args=flags))
-    assert str(stop.value).startswith(f"error: --{prefix}-step-size must be at most --{prefix}-eta (2.0), got 3.0")
+    assert str(stop.value).startswith(f"error: --{prefix}-step-size must not exceed --{prefix}-eta (2.0), got 3.0")
