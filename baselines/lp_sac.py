@@ -152,7 +152,7 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
     if args.lp_eps > 1 / k:  # LP
         run_utils.fail(f"--lp-eps must be at most 1/K = {1 / k:.4g} for {k} tasks, got {args.lp_eps}")  # LP
     if args.lp_step_size > args.lp_eta:  # LP: else q's update keeps a negative share (1 - step/eta) of log q
-        run_utils.fail(f"--lp-step-size must be at most --lp-eta ({args.lp_eta}), got {args.lp_step_size}")  # LP
+        run_utils.fail(f"--lp-step-size must not exceed --lp-eta ({args.lp_eta}), got {args.lp_step_size}")  # LP
     if args.lp_window < args.max_episode_steps:  # LP
         run_utils.fail(f"--lp-window must hold an episode ({args.max_episode_steps} steps), got {args.lp_window}")  # LP
     window = math.ceil(args.lp_window / args.max_episode_steps) * args.max_episode_steps  # LP
