@@ -567,47 +567,54 @@ class CapturedStep:
         return self.out
 
 
-def adam(params, **kwargs) -> torch.optim.Adam:
-    """torch's fused Adam, its state made now as its first step() would make it: adam_step's compiled form reads the
-    state and cannot create it inside its graph."""
-    optimizer = torch.optim.Adam(params, fused=True, **kwargs)
-    for p in optimizer.param_groups[0]["params"]:
-        optimizer.state[p].update(
-            step=torch.zeros((), device=p.device), exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p)
-        )
-    return optimizer
+class Adam(torch.optim.Adam):
+    """torch's fused Adam, usable inside one compiled graph. Eager, step() and zero_grad() are torch's own. Compiled
+    (--compile), where torch.optim would break the graph, they run torch's rules as plain tensor ops; the state is
+    made at once, as the first step() would make it, since a compiled step can read it but not create it."""
+
+    def __init__(self, params, **kwargs):
+        super().__init__(params, fused=True, **kwargs)
+        for p in self.param_groups[0]["params"]:
+            self.state[p].update(step=torch.zeros((), device=p.device), exp_avg=torch.zeros_like(p))
+            self.state[p]["exp_avg_sq"] = torch.zeros_like(p)
+
+    def zero_grad(self, set_to_none: bool = True):
+        # compiled, there is nothing to clear: the compiled step() leaves every gradient None (and torch 2.13's
+        # traced backward() does not fill a .grad that the same graph has just set to None)
+        if not torch.compiler.is_compiling():
+            super().zero_grad(set_to_none)
+
+    def step(self, closure=None):
+        if not torch.compiler.is_compiling():
+            return super().step(closure)
+        (group,) = self.param_groups
+        beta1, beta2 = group["betas"]
+        with torch.no_grad():
+            for p in group["params"]:  # torch's Adam without weight decay or amsgrad
+                state, grad = self.state[p], p.grad
+                state["step"] += 1
+                state["exp_avg"].lerp_(grad, 1 - beta1)
+                state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                bias1, bias2 = 1 - beta1 ** state["step"], 1 - beta2 ** state["step"]
+                p.sub_(group["lr"] / bias1 * state["exp_avg"] / ((state["exp_avg_sq"] / bias2).sqrt() + group["eps"]))
+                p.grad = None  # so each call of the compiled update starts as the first did, with no gradients
 
 
-def adam_step(optimizer: torch.optim.Adam, grads, max_grad_norm: float | None = None):
-    """optimizer.step() on `grads` (torch.autograd.grad's, one per parameter), their total norm first clipped to
-    max_grad_norm. Compiled (compile_update), the same rules in tensor ops: torch.optim's step() breaks a graph."""
-    (group,) = optimizer.param_groups
+def clip_grad_norm_(params, max_norm: float):
+    """torch.nn.utils.clip_grad_norm_; compiled, its rule in plain tensor ops (torch's own breaks the graph)."""
     if not torch.compiler.is_compiling():
-        for p, g in zip(
-            group["params"], grads, strict=True
-        ):  # contiguous, as backward() leaves a gradient: on a CPU fused Adam
-            p.grad = g.contiguous()  # reads it in the parameter's memory order, and would scramble a transposed one
-        if max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(group["params"], max_grad_norm)
-        optimizer.step()
-        return
-    if max_grad_norm is not None:  # clip_grad_norm_'s rule
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-        grads = [g * (max_grad_norm / (norm + 1e-6)).clamp(max=1.0) for g in grads]
-    beta1, beta2 = group["betas"]
-    with torch.no_grad():
-        for p, g in zip(group["params"], grads, strict=True):  # torch's Adam without weight decay or amsgrad
-            state = optimizer.state[p]
-            state["step"] += 1
-            state["exp_avg"].lerp_(g, 1 - beta1)
-            state["exp_avg_sq"].mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            bias1, bias2 = 1 - beta1 ** state["step"], 1 - beta2 ** state["step"]
-            p.sub_(group["lr"] / bias1 * state["exp_avg"] / ((state["exp_avg_sq"] / bias2).sqrt() + group["eps"]))
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    grads = [p.grad for p in params]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    for g in grads:
+        g.mul_((max_norm / (norm + 1e-6)).clamp(max=1.0))
+    return norm
 
 
 def compile_update(learn):
-    """torch.compile the whole of `learn` (batch draw, losses, gradients, adam_step) as one graph, a graph break an
-    error: one call runs the compiled kernels back to back. torch 2.13 traces torch.autograd.grad only when asked."""
+    """torch.compile the whole of `learn` (batch draw, losses, backward passes, optimizer steps) as one graph, a
+    graph break an error: one call runs the compiled kernels back to back. torch 2.13 traces a backward pass only
+    when asked."""
     torch._dynamo.config.trace_autograd_ops = True
     return torch.compile(learn, fullgraph=True)
 

@@ -483,16 +483,11 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
     target_critic.requires_grad_(False)
     log_alpha = torch.full((num_tasks,), math.log(args.initial_alpha), device=device, requires_grad=True)
     # torch's fused Adam; capturable: a captured CUDA graph keeps Adam's step counter on the device
-    adam = partial(run_utils.adam, eps=args.adam_eps, capturable=args.cudagraphs)
+    adam = partial(run_utils.Adam, eps=args.adam_eps, capturable=args.cudagraphs)
     actor_optimizer = adam(actor.parameters(), lr=args.policy_lr)
     q_optimizer = adam(critic.parameters(), lr=args.q_lr)
-    alpha_optimizer = adam([log_alpha], lr=args.alpha_lr)
+    a_optimizer = adam([log_alpha], lr=args.alpha_lr)
     rb = MultiTaskReplayBuffer(num_tasks, args.buffer_size // num_tasks, obs_dim, act_dim, device)
-    actor_params, critic_params, target_params = (
-        list(actor.parameters()),
-        list(critic.parameters()),
-        list(target_critic.parameters()),
-    )
     autocast = partial(torch.autocast, device.type, torch.bfloat16, enabled=args.bf16)  # --bf16: matmuls in bfloat16
 
     def batch_mean(x):
@@ -503,43 +498,43 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
         """--max-q-value, when it is set (it is off by default)."""
         return q if args.max_q_value is None else q.clamp(-args.max_q_value, args.max_q_value)
 
-    def critic_loss(obs, actions, rewards, next_obs, terminations, task):
-        alpha = log_alpha.detach().exp()[task.flatten()]
+    def update(observations, actions, rewards, next_observations, dones, task):
+        alpha = log_alpha.detach().exp()[task.flatten()]  # each sample's own task's temperature
+
+        # the critics: a TD target from the target critics and the next action of the current policy
         with torch.no_grad(), autocast():
-            next_actions, next_log_prob = actor.sample(next_obs, task)
-            next_q = target_critic(next_obs, next_actions, task).min(0).values - alpha * next_log_prob
-            q_target = clip_q(rewards + args.gamma * (1 - terminations) * next_q)
+            next_state_actions, next_state_log_pi = actor.sample(next_observations, task)
+            qf_next_target = target_critic(next_observations, next_state_actions, task)
+            min_qf_next_target = qf_next_target.min(0).values - alpha * next_state_log_pi
+            next_q_value = clip_q(rewards + (1 - dones) * args.gamma * min_qf_next_target)
         with autocast():
-            q = clip_q(critic(obs, actions, task))
-        return batch_mean((q - q_target).pow(2)), q.detach().mean()
+            qf_a_values = clip_q(critic(observations, actions, task))  # (2, batch): both critics
+        qf_loss = batch_mean((qf_a_values - next_q_value).pow(2))
+        q_optimizer.zero_grad()
+        qf_loss.backward()
+        run_utils.clip_grad_norm_(critic.parameters(), args.max_grad_norm)
+        q_optimizer.step()
+        with torch.no_grad():
+            for param, target_param in zip(critic.parameters(), target_critic.parameters(), strict=True):
+                target_param.lerp_(param, args.tau)
 
-    def actor_and_alpha_losses(obs, task):
-        alpha = log_alpha.detach().exp()[task.flatten()]
+        # the actor, against the updated critics (seen detached: the actor's loss trains the actor only)
         with autocast():
-            pi, log_prob = actor.sample(obs, task)
-            # the actor's loss needs no gradient for the critics' weights: it sees them detached
-            q_pi = critic(obs, pi, task, frozen=True).min(0).values
-        actor_loss = batch_mean(alpha * log_prob - q_pi)
-        # block k's temperature broadcast, not gathered: a gather's gradient is a scatter, which torch 2.13's CPU
-        # compiler failed on in the one-graph update with weighted task blocks (drats_sac.py)
-        alpha_loss = batch_mean(
-            -log_alpha[:, None].expand(task.shape).flatten() * (log_prob.detach() + args.target_entropy)
-        )
-        return actor_loss, alpha_loss
+            pi, log_pi = actor.sample(observations, task)
+            min_qf_pi = critic(observations, pi, task, frozen=True).min(0).values
+        actor_loss = batch_mean(alpha * log_pi - min_qf_pi)
+        actor_optimizer.zero_grad()
+        actor_loss.backward()
+        run_utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm)
+        actor_optimizer.step()
 
-    def update(obs, actions, rewards, next_obs, terminations, task):
-        # the gradients as values, not in .grad: so --compile takes the whole update into one graph
-        qf_loss, q_mean = critic_loss(obs, actions, rewards, next_obs, terminations, task)
-        run_utils.adam_step(q_optimizer, torch.autograd.grad(qf_loss, critic_params), args.max_grad_norm)
-        with torch.no_grad():  # else every target parameter keeps a graph that grows by one node per update
-            torch._foreach_lerp_(target_params, critic_params, args.tau)
-
-        actor_loss, alpha_loss = actor_and_alpha_losses(obs, task)
-        # one backward pass for both: the actor's loss reaches only the actor, the temperatures' only log_alpha
-        *actor_grads, alpha_grad = torch.autograd.grad(actor_loss + alpha_loss, [*actor_params, log_alpha])
-        run_utils.adam_step(actor_optimizer, actor_grads, args.max_grad_norm)
-        run_utils.adam_step(alpha_optimizer, [alpha_grad])
-        return torch.stack([qf_loss, actor_loss, alpha_loss, q_mean]).detach()
+        # the temperatures: each task's log alpha toward its policy's target entropy
+        task_log_alpha = log_alpha[:, None].expand(task.shape).flatten()  # block k's own, broadcast
+        alpha_loss = batch_mean(-task_log_alpha * (log_pi.detach() + args.target_entropy))
+        a_optimizer.zero_grad()
+        alpha_loss.backward()
+        a_optimizer.step()
+        return torch.stack([qf_loss, actor_loss, alpha_loss, qf_a_values.detach().mean()]).detach()
 
     def learn():
         return update(*rb.sample(args.batch_size))
@@ -548,7 +543,7 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
         learn, actor.policy = run_utils.compile_update(learn), torch.compile(actor.forward)
     if args.cudagraphs:
         learn = run_utils.CapturedStep(learn)
-    optimizers = (actor_optimizer, q_optimizer, alpha_optimizer)
+    optimizers = (actor_optimizer, q_optimizer, a_optimizer)
     return actor, critic, target_critic, log_alpha, optimizers, rb, learn
 
 
