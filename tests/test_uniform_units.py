@@ -238,3 +238,28 @@ def test_networks_and_optimizers_start_as_meta_world_plus_builds_them():
         assert not b1.any() and not b2.any()
         assert head.abs().max() <= head_scale and head_bias.abs().max() <= head_scale and head_bias.any()
     assert all(group["eps"] == 1e-5 for optimizer in optimizers for group in optimizer.param_groups)
+
+
+def test_the_policys_log_probability_is_torch_distributions_tanh_normal():
+    # Actor.sample computes log pi(a|s) of the tanh-squashed Gaussian in closed form; torch.distributions'
+    # TransformedDistribution(Normal, TanhTransform) is the reference (its log-density at the same pre-tanh u)
+    from torch.distributions import Normal, TanhTransform, TransformedDistribution
+
+    torch.manual_seed(0)
+    actor = uniform_sac.Actor(39 + 3, 4, (32, 32), 3)
+    # heads away from their tiny initial scale: means and log-stds in about [-2, 2], so some u fall far in tanh's
+    # tails (the reference's (u - mean) / std loses precision when std is tiny, ours does not)
+    actor.net.weights[-1].data.uniform_(-0.05, 0.05)
+    actor.net.biases[-1].data.uniform_(-2, 2)
+    obs, task = torch.randn(64, 39 + 3), torch.randint(0, 3, (64,))
+    torch.manual_seed(1)
+    action, log_prob = actor.sample(obs, task)
+    mean, log_std = actor(obs, task)
+    torch.manual_seed(1)
+    u = mean + log_std.exp() * torch.randn_like(mean)  # the same noise as sample() drew
+    dist = TransformedDistribution(Normal(mean, log_std.exp()), [TanhTransform(cache_size=1)])
+    assert torch.allclose(action, torch.tanh(u))
+    expected = (dist.base_dist.log_prob(u) - TanhTransform().log_abs_det_jacobian(u, action)).sum(-1)
+    torch.testing.assert_close(log_prob, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(dist.log_prob(action).sum(-1)[u.abs().amax(-1) < 3], expected[u.abs().amax(-1) < 3])
+    assert (u.abs() > 3).any()  # squashed far into the tails, where the closed form matters most
