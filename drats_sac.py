@@ -66,7 +66,7 @@ class Args:
     initial_alpha: float = 1.0
     """initial temperature of every task"""
     target_entropy: float | None = None
-    """target policy entropy (unset: minus the action dimension, -4)"""
+    """target policy entropy (unset: minus the action dimension, -4 on Meta-World)"""
     max_q_value: float | None = None
     """clip Q targets and predictions to [-max, max]; where it binds it also stops the critic's gradient (unset: off)"""
     eval_interval: int = 200_000
@@ -129,7 +129,6 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
     args.batch_size = 128 * k if args.batch_size is None else args.batch_size
     args.buffer_size = 100_000 * k if args.buffer_size is None else args.buffer_size
     args.learning_starts = 4_000 * args.num_envs if args.learning_starts is None else args.learning_starts
-    args.target_entropy = -4.0 if args.target_entropy is None else args.target_entropy
     args.checkpoint_interval = args.eval_interval if args.checkpoint_interval is None else args.checkpoint_interval
     if args.batch_size % k:
         run_utils.fail(f"--batch-size must be a multiple of the number of tasks ({k}), got {args.batch_size}")
@@ -466,6 +465,8 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
     target_critic.load_state_dict(critic.state_dict())
     target_critic.requires_grad_(False)
     log_alpha = torch.full((num_tasks,), math.log(args.initial_alpha), device=device, requires_grad=True)
+    if args.target_entropy is None:  # set here, where the action dimension is known; config.json shows it
+        args.target_entropy = -float(act_dim)
     # torch's fused Adam; capturable: a captured CUDA graph keeps Adam's step counter on the device
     adam = partial(run_utils.Adam, eps=args.adam_eps, capturable=args.cudagraphs)
     actor_optimizer = adam(actor.parameters(), lr=args.policy_lr)

@@ -46,3 +46,13 @@ def test_a_step_size_above_eta_is_refused(script, prefix, capsys):
     with pytest.raises(SystemExit) as stop:
         module.resolve_args(tyro.cli(module.Args, args=flags))
     assert str(stop.value).startswith(f"error: --{prefix}-step-size must not exceed --{prefix}-eta (2.0), got 3.0")
+
+
+@pytest.mark.parametrize("flags, expected", [([], -3.0), (["--target-entropy", "-1.5"], -1.5)])
+def test_the_target_entropy_is_minus_the_action_dimension_unless_set(flags, expected):
+    import uniform_sac
+
+    argv = ["--tasks", "reach-v3", "push-v3", "--hidden-dims", "8", "8", "--no-cuda", "--run-name", "t", *flags]
+    args = uniform_sac.resolve_args(tyro.cli(uniform_sac.Args, args=argv))
+    uniform_sac.make_learner(args, 39 + 2, 3, 2, torch.device("cpu"))  # a three-dimensional action
+    assert args.target_entropy == expected
