@@ -575,8 +575,8 @@ class Adam(torch.optim.Adam):
     def __init__(self, params, **kwargs):
         super().__init__(params, fused=True, **kwargs)
         for p in self.param_groups[0]["params"]:
-            self.state[p].update(step=torch.zeros((), device=p.device), exp_avg=torch.zeros_like(p))
-            self.state[p]["exp_avg_sq"] = torch.zeros_like(p)
+            zeros = torch.zeros_like(p)
+            self.state[p].update(step=torch.zeros((), device=p.device), exp_avg=zeros, exp_avg_sq=zeros.clone())
 
     def zero_grad(self, set_to_none: bool = True):
         # compiled, there is nothing to clear: the compiled step() leaves every gradient None (and torch 2.13's
