@@ -4,13 +4,13 @@
 import math
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
-sys.path.append(
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
-)  # for baselines/: run_utils.py is one folder up
+# for baselines/: run_utils.py is one folder up
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 import run_utils  # first: it sets MUJOCO_GL before mujoco loads
 
 import gymnasium as gym
@@ -160,8 +160,7 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
         run_utils.fail(f"--drats-step-size must not exceed --drats-eta ({args.drats_eta}), got {args.drats_step_size}")
     if args.drats_window < args.max_episode_steps:
         run_utils.fail(f"--drats-window must hold an episode ({args.max_episode_steps} steps), got {args.drats_window}")
-    window = math.ceil(args.drats_window / args.max_episode_steps) * args.max_episode_steps
-    run_utils.warn_if_longer_than_run("--drats-window", window, args)
+    run_utils.warn_if_longer_than_run("--drats-window", args.drats_window, args.max_episode_steps, args)
     # ---- end DRATS ----
     return args
 
@@ -208,33 +207,6 @@ def make_task_env(
     return env
 
 
-class TaskSlot(gym.Env):
-    """One env slot: it plays the task and goal that the script gives it at reset (`options={"tasks": ..., "goals":
-    ...}`, one entry per slot). All slots reset together, a round: Meta-World training episodes never end early."""
-
-    def __init__(self, slot: int, pool: run_utils.EnvPool, observation_space, action_space):
-        self.slot, self.pool, self.task, self.env = slot, pool, None, None
-        self.observation_space, self.action_space = observation_space, action_space
-
-    def reset(self, *, seed=None, options=None):
-        task = int(options["tasks"][self.slot])
-        if task != self.task:
-            if self.env is not None:
-                self.pool.give(self.task, self.env)
-            self.task, self.env = task, self.pool.take(task)
-            self.env.toggle_sample_tasks_on_reset(False)
-        # the script's seeded generator draws the goal (one of the task's 50): a resumed run draws the same
-        self.env.unwrapped.set_task(self.env.tasks[int(options["goals"][self.slot])])
-        return self.env.reset()
-
-    def step(self, action):
-        return self.env.step(action)
-
-    def close(self):
-        if self.env is not None:
-            self.env.close()
-
-
 def make_envs(args: Args, task_names: list[str], goals: list[list]):
     """The training slots (autoreset off: the loop starts each round, and step() returns an episode's true last
     observation) and the evaluation envs, `eval_envs_per_task` per task."""
@@ -252,7 +224,7 @@ def make_envs(args: Args, task_names: list[str], goals: list[list]):
         run_utils.EnvPool(build, (args.seed, slot)) if args.vector_strategy == "async" else pool
         for slot in range(args.num_envs)
     ]
-    slots = [partial(TaskSlot, slot, pools[slot], obs_space, act_space) for slot in range(args.num_envs)]
+    slots = [partial(run_utils.TaskSlot, slot, pools[slot], obs_space, act_space) for slot in range(args.num_envs)]
     envs = vector_env(slots, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
     # same-step autoreset, as Meta-World/custom-mt-envs has it
     evaluators = [
@@ -366,28 +338,6 @@ class Critic(nn.Module):
         return self.net(torch.cat([obs, action], -1), task, frozen).squeeze(-1)  # (2, batch)
 
 
-def evaluation(policy, eval_envs, num_episodes: int, envs_per_task: int) -> tuple[np.ndarray, list[list[float]]]:
-    """Meta-World's MT evaluation: `num_episodes` episodes per task of `policy` (observations to actions), each to
-    success or the step limit; per task, the success rate and the returns. A task's `envs_per_task` eval envs each
-    play their own share of its episodes (the episodes that finish first would favour the short, successful ones)."""
-    num_envs = eval_envs.num_envs
-    task = np.arange(num_envs) // envs_per_task
-    share = num_episodes // envs_per_task + (np.arange(num_envs) % envs_per_task < num_episodes % envs_per_task)
-    eval_envs.call("toggle_terminate_on_success", True)
-    obs, _ = eval_envs.reset()
-    played = np.zeros(num_envs, dtype=np.int64)
-    successes, returns = np.zeros(num_envs // envs_per_task), [[] for _ in range(num_envs // envs_per_task)]
-    while (played < share).any():
-        obs, _, terminations, truncations, infos = eval_envs.step(policy(obs))
-        counted = (terminations | truncations) & (played < share)
-        for i in np.flatnonzero(counted):
-            returns[task[i]].append(float(infos["final_info"]["episode"]["r"][i]))
-            successes[task[i]] += int(infos["final_info"]["success"][i])
-        played += counted
-    eval_envs.call("toggle_terminate_on_success", False)
-    return successes / num_episodes, returns
-
-
 class MultiTaskReplayBuffer:
     """One ring buffer per task on the training device. sample() draws batch_size / K transitions from every task,
     so each task weighs the same in every update. Observations are stored without their one-hot task id (the
@@ -427,9 +377,8 @@ class MultiTaskReplayBuffer:
         filled = int(self.size.max())  # a task's transitions sit at positions 0 .. size - 1
         state = {"pos": self.pos.clone(), "size": self.size.clone()}
         for name in ("obs", "next_obs", "actions", "rewards", "terminations"):
-            state[name] = getattr(self, name)[
-                :, :filled
-            ].clone()  # a copy: torch.save would write a view's whole tensor
+            # a copy: torch.save would write a view's whole tensor
+            state[name] = getattr(self, name)[:, :filled].clone()
         return state
 
     def load_state_dict(self, state: dict):
@@ -454,9 +403,23 @@ class MultiTaskReplayBuffer:
         )
 
 
-def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device: torch.device):
-    """The agent, its optimizers, the replay buffer, and `learn()`: one gradient step of the critics, the actor and
-    the temperatures on a batch from the buffer, returning the losses as one device tensor (no host sync)."""
+@dataclass
+class Learner:
+    """The agent, its optimizers and its replay buffer. learn() takes one gradient step of the critics, the actor and
+    the temperatures on a batch from the buffer, and returns the losses as one device tensor (no host sync)."""
+
+    actor: Actor
+    critic: Critic
+    target_critic: Critic
+    log_alpha: torch.Tensor  # one log temperature per task
+    q_optimizer: torch.optim.Optimizer
+    actor_optimizer: torch.optim.Optimizer
+    a_optimizer: torch.optim.Optimizer
+    rb: MultiTaskReplayBuffer
+    learn: Callable[[], torch.Tensor]
+
+
+def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device: torch.device) -> Learner:
     if device.type == "cpu":
         run_utils.tune_for_cpu()
     actor = Actor(obs_dim, act_dim, args.hidden_dims, num_tasks, args.bf16).to(device)
@@ -488,9 +451,11 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
 
     # ---- end DRATS ----
 
-    def clip_q(q):
+    def clip_q(q_values):
         """--max-q-value, when it is set (it is off by default)."""
-        return q if args.max_q_value is None else q.clamp(-args.max_q_value, args.max_q_value)
+        if args.max_q_value is None:
+            return q_values
+        return q_values.clamp(-args.max_q_value, args.max_q_value)
 
     def update(observations, actions, rewards, next_observations, dones, task):
         alpha = log_alpha.detach().exp()[task.flatten()]  # each sample's own task's temperature
@@ -538,39 +503,39 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
     if args.cudagraphs:
         learn = run_utils.CapturedStep(learn)
     learn.task_weight = task_weight  # DRATS: the loop writes K q into it in place, where a captured CUDA graph reads it
-    optimizers = (actor_optimizer, q_optimizer, a_optimizer)
-    return actor, critic, target_critic, log_alpha, optimizers, rb, learn
+    return Learner(actor, critic, target_critic, log_alpha, q_optimizer, actor_optimizer, a_optimizer, rb, learn)
 
 
 # ---- DRATS ----
-# The learner minimises the q-weighted return gap; the sampler, its adversary, moves q toward the tasks of largest
-# normalised gap g_i = (target_i - R_i) / target_i, by mirror ascent toward q ∝ p0 exp(eta g), above a floor eps.
-def project_floor(z: np.ndarray, eps: float) -> np.ndarray:
-    """KL projection of z onto {q >= eps, sum q = 1}: q_i = max(eps, c z_i), found by clamping until none is below."""
-    if eps * len(z) >= 1:
+# The learner minimises the return gap weighted by q (`task_probs`, the task distribution); the sampler, its adversary,
+# moves q by mirror ascent toward p0 exp(eta g), g_i = (target_i - R_i) / target_i the normalised gaps, above a floor.
+def project_floor(z: np.ndarray, floor: float) -> np.ndarray:
+    """KL projection of z onto {q >= floor, sum q = 1}: q_i = max(floor, c z_i), clamped until none is below."""
+    if floor * len(z) >= 1:
         return np.full(len(z), 1 / len(z))
     clamped = np.zeros(len(z), dtype=bool)
-    while True:  # the rescale of the free entries to the mass left may push another below eps
-        q = np.where(clamped, eps, (1 - eps * clamped.sum()) * z / z[~clamped].sum())
-        if not (~clamped & (q < eps)).any():
-            return q
-        clamped |= q < eps
+    while True:  # the rescale of the free entries to the mass left may push another below the floor
+        probs = np.where(clamped, floor, (1 - floor * clamped.sum()) * z / z[~clamped].sum())
+        if not (~clamped & (probs < floor)).any():
+            return probs
+        clamped |= probs < floor
 
 
-def drats_update(q: np.ndarray, gap: np.ndarray, eta: float, step_size: float, eps: float) -> np.ndarray:
+def drats_update(task_probs: np.ndarray, gap: np.ndarray, eta: float, step_size: float, floor: float) -> np.ndarray:
     """One DRATS step, p0 uniform: log q' = (1 - a) log q + a log p0 + step_size gap (a = step_size / eta), floored."""
     a = step_size / eta
-    logits = (1 - a) * np.log(q) + a * np.log(1 / len(q)) + step_size * gap
+    logits = (1 - a) * np.log(task_probs) + a * np.log(1 / len(task_probs)) + step_size * gap
     z = np.exp(logits - logits.max())
-    return project_floor(z / z.sum(), eps)
+    return project_floor(z / z.sum(), floor)
 
 
 class DRATSSampler:
     """observe() takes finished training episodes; update(), once per window, turns mean returns into gaps and q."""
 
-    def __init__(self, num_tasks, eta, step_size, eps, initial_target, success_threshold, success_window):
-        self.eta, self.step_size, self.eps, self.success_threshold = eta, step_size, eps, success_threshold
-        self.q, self.target = np.full(num_tasks, 1 / num_tasks), np.full(num_tasks, float(initial_target))
+    def __init__(self, num_tasks, eta, step_size, floor, initial_target, success_threshold, success_window):
+        self.eta, self.step_size, self.floor, self.success_threshold = eta, step_size, floor, success_threshold
+        self.task_probs = np.full(num_tasks, 1 / num_tasks)
+        self.target_return = np.full(num_tasks, float(initial_target))
         self.best_return, self.solved = np.full(num_tasks, -np.inf), np.zeros(num_tasks, dtype=bool)
         self.successes, self.episodes = np.zeros((num_tasks, success_window)), np.zeros(num_tasks, dtype=np.int64)
         self.window_return, self.window_episodes = np.zeros(num_tasks), np.zeros(num_tasks, dtype=np.int64)
@@ -585,15 +550,15 @@ class DRATSSampler:
             self.successes[task, self.episodes[task] % window] = success
             self.episodes[task] += 1
             self.solved[task] |= self.episodes[task] >= window and self.successes[task].mean() > self.success_threshold
-        self.target = np.where(self.solved, self.best_return, self.target)  # a solved task's target: its best return
+        self.target_return = np.where(self.solved, self.best_return, self.target_return)  # solved: its best return
 
     def update(self):
-        """Returns the gaps, and the window's mean returns (0 where a task was not played: gap 1) and episodes."""
+        """The gaps and their parts: target returns, the window's mean returns (0 if not played: gap 1), episodes."""
         mean_return, episodes = self.window_return / np.maximum(self.window_episodes, 1), self.window_episodes.copy()
-        gap = (self.target - mean_return) / self.target
-        self.q = drats_update(self.q, gap, self.eta, self.step_size, self.eps)
+        gap = (self.target_return - mean_return) / self.target_return
+        self.task_probs = drats_update(self.task_probs, gap, self.eta, self.step_size, self.floor)
         self.window_return[:], self.window_episodes[:] = 0, 0
-        return gap, mean_return, episodes
+        return gap, self.target_return, mean_return, episodes
 
 
 # ---- end DRATS ----
@@ -609,19 +574,11 @@ if __name__ == "__main__":
     envs, eval_envs = make_envs(args, task_names, goals)
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
 
-    actor, critic, target_critic, log_alpha, optimizers, rb, learn = make_learner(
-        args, obs_dim, act_dim, num_tasks, device
-    )
-    run_utils.check_output_location(run_dir, checkpointed=rb if args.checkpoint_buffer else None)
-    parts = {
-        "actor": actor,
-        "critic": critic,
-        "target_critic": target_critic,
-        "log_alpha": log_alpha,
-        "buffer": rb,
-        **{f"optimizer{i}": opt for i, opt in enumerate(optimizers)},
-    }  # what a checkpoint holds, with the loop's state
-    resume_step = state["loop"][0] * args.num_envs if state else None  # global step of the checkpoint
+    learner = make_learner(args, obs_dim, act_dim, num_tasks, device)
+    run_utils.check_output_location(run_dir, checkpointed=learner.rb if args.checkpoint_buffer else None)
+    parts = {name: part for name, part in vars(learner).items() if name != "learn"}  # what a checkpoint holds
+    loop = run_utils.LoopState(**state["loop"]) if state else run_utils.LoopState.start(num_tasks)
+    resume_step = loop.step * args.num_envs if state else None  # global step of the checkpoint
     log = run_utils.RunLog(args, run_dir, task_names, device, __file__, resume_step, state and state["wandb_id"])
     log.video_envs = [
         make_task_env(t, args.seed + 20_000 + t, task_names, goals, args.max_episode_steps, True)
@@ -631,20 +588,13 @@ if __name__ == "__main__":
     # ---- DRATS ----
     settings = (args.drats_eta, args.drats_step_size, args.drats_eps, args.drats_initial_target)
     sampler = DRATSSampler(num_tasks, *settings, args.drats_success_threshold, args.drats_success_window)
-    parts.update(sampler=sampler, task_weight=learn.task_weight)  # its arrays and the loss weights, checkpointed
+    parts.update(sampler=sampler, task_weight=learner.learn.task_weight)  # its arrays and the loss weights
     columns = ["global_step", "task", "prob", "gap", "target", "window_return", "window_episodes"]
     sampler_csv = log.csv("sampler.csv", columns)
     if not state:
-        initial = zip(task_names, sampler.q, sampler.target, strict=True)
-        sampler_csv.writerows([0, name, q, "", target, "", 0] for name, q, target in initial)
+        initial = zip(task_names, sampler.task_probs, sampler.target_return, strict=True)
+        sampler_csv.writerows([0, name, prob, "", target_return, "", 0] for name, prob, target_return in initial)
     # ---- end DRATS ----
-
-    def checkpoint(step: int):  # taken at round boundaries, where no env is inside an episode
-        run_utils.check_finite(logs, losses, step * args.num_envs, run_dir, progress)
-        saved = {name: part for name, part in parts.items() if name != "buffer" or args.checkpoint_buffer}
-        loop = (step, round_index, last_success, env_steps_per_task)
-        run_utils.save_checkpoint(f"{run_dir}/checkpoint.pt", loop, saved, rng, device, eval_envs, log)
-        run_utils.save_policy(run_dir, actor, step * args.num_envs)
 
     if state:  # resuming: everything as it was at the checkpoint
         run_utils.restore_checkpoint(state, parts, rng, device, eval_envs, capturable=args.cudagraphs)
@@ -654,15 +604,21 @@ if __name__ == "__main__":
 
     # ---- training loop ----
     num_steps = args.total_timesteps // args.num_envs  # vector steps
-    start_step, round_index, last_success, env_steps_per_task = (
-        state["loop"] if state else (0, 0, float("nan"), np.zeros(num_tasks, dtype=np.int64))
-    )
-    next_eval = (start_step * args.num_envs // args.eval_interval + 1) * args.eval_interval
-    next_checkpoint = (start_step * args.num_envs // args.checkpoint_interval + 1) * args.checkpoint_interval
+    next_eval = (loop.step * args.num_envs // args.eval_interval + 1) * args.eval_interval
+    next_checkpoint = (loop.step * args.num_envs // args.checkpoint_interval + 1) * args.checkpoint_interval
     episode_return, episode_success = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=bool)
-    logs, losses = None, ["qf_loss", "actor_loss", "alpha_loss", "qf_values"]  # learn() returns these
-    progress = run_utils.Progress(log, start_step * args.num_envs, num_steps * args.num_envs)
-    for step in range(start_step, num_steps):
+    loss_names = ["qf_loss", "actor_loss", "alpha_loss", "qf_values"]  # what learn() returns
+    losses = None  # the last update's, on the device
+    progress = run_utils.Progress(log, loop.step * args.num_envs, num_steps * args.num_envs)
+
+    def checkpoint(step: int):  # taken at round boundaries, where no env is inside an episode
+        run_utils.check_finite(losses, loss_names, step * args.num_envs, run_dir, progress)
+        saved = {name: part for name, part in parts.items() if name != "rb" or args.checkpoint_buffer}
+        loop.step = step
+        run_utils.save_checkpoint(f"{run_dir}/checkpoint.pt", loop, saved, rng, device, eval_envs, log)
+        run_utils.save_policy(run_dir, learner.actor, step * args.num_envs)
+
+    for step in range(loop.step, num_steps):
         if step % args.max_episode_steps == 0:  # a round starts: no env is inside an episode
             if stop or step * args.num_envs >= next_checkpoint:
                 checkpoint(step)
@@ -671,28 +627,27 @@ if __name__ == "__main__":
                 break
             # task allocation: every task gets the same number of env steps (slot j runs task j when
             # num-envs = K; otherwise the slots rotate through the tasks round by round)
-            slot_tasks = (np.arange(args.num_envs) + round_index * args.num_envs) % num_tasks
+            slot_tasks = (np.arange(args.num_envs) + loop.round_index * args.num_envs) % num_tasks
             if step * args.num_envs >= args.learning_starts:  # DRATS
-                slot_tasks = rng.choice(num_tasks, size=args.num_envs, p=sampler.q)  # DRATS
+                slot_tasks = rng.choice(num_tasks, size=args.num_envs, p=sampler.task_probs)  # DRATS
             obs, _ = envs.reset(options={"tasks": slot_tasks, "goals": rng.integers(len(goals[0]), size=args.num_envs)})
             slot_task_ids = torch.as_tensor(slot_tasks, device=device)
             # updates wait until every task has data (after a resume without the buffer, too)
-            buffer_ready = bool((rb.size > 0).all())
+            buffer_ready = bool((learner.rb.size > 0).all())
         global_step = (step + 1) * args.num_envs
         if global_step <= args.learning_starts:
             actions = rng.uniform(-1, 1, (args.num_envs, act_dim)).astype(np.float32)
         else:
-            actions = actor.act(obs)
-            run_utils.check_finite(
-                logs, losses, global_step, run_dir, progress
-            )  # free: the actions' copy waited for the update
+            actions = learner.actor.act(obs)
+            # free: the actions' copy waited for the update
+            run_utils.check_finite(losses, loss_names, global_step, run_dir, progress)
         # The update runs while the envs step (on a GPU it runs by itself once launched; with --vector-strategy
         # async the envs step in their own processes), on the buffer as it was before this step's transitions.
         learning = global_step > args.learning_starts and buffer_ready
         if args.vector_strategy == "async":
             envs.step_async(actions)
         if learning:
-            logs = learn()
+            losses = learner.learn()
         next_obs, rewards, terminations, truncations, infos = (
             envs.step_wait() if args.vector_strategy == "async" else envs.step(actions)
         )
@@ -700,35 +655,35 @@ if __name__ == "__main__":
         episode_success |= infos["success"] > 0
         # Truncation at the episode limit is not a terminal state: the target bootstraps from
         # next_obs, the true last observation (autoreset is off, so it is not the next reset's).
-        rb.add(slot_task_ids, obs, actions, rewards, next_obs, terminations)
+        learner.rb.add(slot_task_ids, obs, actions, rewards, next_obs, terminations)
 
         if truncations.any() or terminations.any():  # every slot ends its episode together: the round is over
-            round_index += 1
+            loop.round_index += 1
             log.episodes(global_step, slot_tasks, episode_return, episode_success)
             # ---- DRATS ----
             sampler.observe(slot_tasks, episode_return, episode_success)
-            if round_index % math.ceil(args.drats_window / args.max_episode_steps) == 0:  # a window is over
-                gap, window_return, window_episodes = sampler.update()
-                learn.task_weight.copy_(torch.as_tensor(num_tasks * sampler.q))
-                rows = zip(task_names, sampler.q, gap, sampler.target, window_return, window_episodes, strict=True)
+            if loop.round_index % math.ceil(args.drats_window / args.max_episode_steps) == 0:  # a window is over
+                gap, target_return, mean_return, episodes = sampler.update()
+                learner.learn.task_weight.copy_(torch.as_tensor(num_tasks * sampler.task_probs))
+                rows = zip(task_names, sampler.task_probs, gap, target_return, mean_return, episodes, strict=True)
                 sampler_csv.writerows([global_step, *row] for row in rows)
-                log.per_task({"task_prob": sampler.q, "gap": gap, "target": sampler.target}, global_step)
-                progress.extra["q"] = f"{sampler.q.min():.3f}-{sampler.q.max():.3f}"  # its extremes on the bar
+                log.per_task({"task_prob": sampler.task_probs, "gap": gap, "target": target_return}, global_step)
+                progress.extra["q"] = f"{sampler.task_probs.min():.3f}-{sampler.task_probs.max():.3f}"
             # ---- end DRATS ----
-            env_steps_per_task += np.bincount(slot_tasks, minlength=num_tasks) * args.max_episode_steps
-            log.per_task({"env_steps": env_steps_per_task, "alpha": log_alpha.detach().exp().tolist()}, global_step)
+            loop.env_steps_per_task += np.bincount(slot_tasks, minlength=num_tasks) * args.max_episode_steps
+            alpha = learner.log_alpha.detach().exp().tolist()
+            log.per_task({"env_steps": loop.env_steps_per_task, "alpha": alpha}, global_step)
             episode_return[:], episode_success[:] = 0, False
         obs = next_obs
 
         if step % 100 == 0:
             if learning:
-                log.scalars("losses", dict(zip(losses, logs.tolist(), strict=True)), global_step)
-            progress.show(global_step, eval_success=f"{last_success:.2f}")
+                log.scalars("losses", dict(zip(loss_names, losses.tolist(), strict=True)), global_step)
+            progress.show(global_step, eval_success=f"{loop.last_success:.2f}")
         if global_step >= next_eval or step == num_steps - 1:
-            results = evaluation(
-                partial(actor.act, deterministic=True), eval_envs, args.eval_episodes, args.eval_envs_per_task
-            )
-            last_success = log.evaluation(global_step, *results, policy=actor)
+            policy = partial(learner.actor.act, deterministic=True)
+            results = run_utils.evaluation(policy, eval_envs, args.eval_episodes, args.eval_envs_per_task)
+            loop.last_success = log.evaluation(global_step, *results, policy=learner.actor)
             next_eval = (global_step // args.eval_interval + 1) * args.eval_interval
         progress.update(args.num_envs)
     else:  # every step ran: a stop asked for during the last round finds the run complete, with nothing to resume
@@ -738,12 +693,11 @@ if __name__ == "__main__":
     if stop:
         print(f"checkpoint at global step {step * args.num_envs}; resume with: python {sys.argv[0]} --resume {run_dir}")
     else:
-        if (
-            num_steps % args.max_episode_steps == 0
-        ):  # at a round boundary: a larger --total-timesteps can go on from here
+        # at a round boundary: a larger --total-timesteps can go on from here
+        if num_steps % args.max_episode_steps == 0:
             checkpoint(num_steps)
-        run_utils.save_policy(run_dir, actor, num_steps * args.num_envs)
-        print(f"final mean eval success rate {last_success:.3f}; outputs in {run_dir}")
+        run_utils.save_policy(run_dir, learner.actor, num_steps * args.num_envs)
+        print(f"final mean eval success rate {loop.last_success:.3f}; outputs in {run_dir}")
     envs.close()
     eval_envs.close()
     log.close()

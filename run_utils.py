@@ -1,12 +1,14 @@
 # The run machinery the algorithm scripts share, none of it the algorithm: the command line and --resume (each
-# argument's domain: run_args.py), outputs and logs, checkpoints and random states, stop signals, progress, videos,
-# CUDA-graph and CPU-memory plumbing. The scripts import it as CleanRL's scripts import cleanrl_utils.
+# argument's domain: run_args.py), outputs and logs, checkpoints and random states, the loop's counters, stop signals,
+# progress, videos, env slots and Meta-World's evaluation protocol, CUDA-graph and CPU-memory plumbing. The scripts
+# import it as CleanRL's scripts import cleanrl_utils.
 import atexit
 import collections
 import csv
 import ctypes.util
 import dataclasses
 import json
+import math
 import multiprocessing
 import os
 import random
@@ -31,6 +33,7 @@ except (ImportError, RuntimeError, AttributeError) as error:
         "to egl (headless rendering) or disable (no rendering)"
     )
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
@@ -39,7 +42,7 @@ from tqdm import tqdm
 import run_args
 from run_args import fail  # the scripts' one-line error, run_utils.fail
 
-CHECKPOINT_FORMAT = 3  # raised whenever what a checkpoint holds changes: an older checkpoint is refused, not misread
+CHECKPOINT_FORMAT = 4  # raised whenever what a checkpoint holds changes: an older checkpoint is refused, not misread
 # what a resumed run may change; every other argument must be the one the run started with
 CAN_CHANGE_ON_RESUME = {
     "total_timesteps",
@@ -105,9 +108,10 @@ def check_common(args, resuming: bool) -> int:
     return k
 
 
-def warn_if_longer_than_run(flag: str, window: int, args):
-    """A sampler whose window (env steps per slot, in whole episodes or rollouts) outlasts the run never changes its
-    task distribution: say so at the start."""
+def warn_if_longer_than_run(flag: str, window: int, unit: int, args):
+    """A sampler whose window (env steps per slot, rounded up to whole `unit`s: episodes or rollouts) outlasts the run
+    never changes its task distribution: say so at the start."""
+    window = math.ceil(window / unit) * unit
     run = args.total_timesteps // args.num_envs
     if window > run:
         print(
@@ -269,9 +273,8 @@ class RunLog:
                 f.write(",".join(header) + "\n")
                 f.writelines(row for row in rows if row.endswith("\n") and int(row.split(",")[0]) <= self.resume_step)
             os.replace(path + ".tmp", path)
-        self.files.append(
-            open(path, "w" if self.resume_step is None else "a", newline="", buffering=1)
-        )  # line-buffered
+        # line-buffered
+        self.files.append(open(path, "w" if self.resume_step is None else "a", newline="", buffering=1))
         writer = csv.writer(self.files[-1], lineterminator="\n")  # not csv's default \r\n: shell tools expect \n
         if self.resume_step is None:
             writer.writerow(header)  # on disk at once: a run killed before its first row still resumes with a header
@@ -389,6 +392,20 @@ class Progress(tqdm):
         self.set_postfix(shown | self.extra)  # a dict, in this order (keywords would be sorted)
 
 
+@dataclasses.dataclass
+class LoopState:
+    """The training loop's counters, which a checkpoint keeps beside the learner's parts."""
+
+    step: int  # loop steps done: vector env steps (SAC) or rollouts (PPO)
+    round_index: int  # rounds of episodes played (every slot plays one episode a round)
+    last_success: float  # mean success rate of the last evaluation
+    env_steps_per_task: np.ndarray
+
+    @classmethod
+    def start(cls, num_tasks: int):
+        return cls(step=0, round_index=0, last_success=float("nan"), env_steps_per_task=np.zeros(num_tasks, np.int64))
+
+
 def load_checkpoint(run_dir: str, env_steps_per_loop_step: int, total_timesteps: int):
     """A run's checkpoint, onto the CPU first: one written on a GPU resumes on a CPU too (--cuda may change on
     resume). One of another format (an older version of the script) is refused, not misread."""
@@ -400,15 +417,15 @@ def load_checkpoint(run_dir: str, env_steps_per_loop_step: int, total_timesteps:
         fail(
             f"--resume: {run_dir}/checkpoint.pt was written by an older version of this script; finish that run with it"
         )
-    if state["loop"][0] >= total_timesteps // env_steps_per_loop_step:
+    if state["loop"]["step"] >= total_timesteps // env_steps_per_loop_step:
         fail(
-            f"--resume: {run_dir} is complete at {state['loop'][0] * env_steps_per_loop_step} env steps; pass a "
+            f"--resume: {run_dir} is complete at {state['loop']['step'] * env_steps_per_loop_step} env steps; pass a "
             "larger --total-timesteps"
         )
     return state
 
 
-def save_checkpoint(path: str, loop: tuple, parts: dict, rng, device, eval_envs, log: RunLog):
+def save_checkpoint(path: str, loop: LoopState, parts: dict, rng, device, eval_envs, log: RunLog):
     """All the run needs to go on as if it had never stopped: the loop's counters, each part's state, the random
     generators and the eval envs' (the goals of the next evaluations). A part is a tensor, has a state_dict, or is an
     object whose arrays are its state (a replay buffer's tensors, a task sampler's NumPy arrays). The previous
@@ -421,17 +438,18 @@ def save_checkpoint(path: str, loop: tuple, parts: dict, rng, device, eval_envs,
         else {k: v for k, v in vars(part).items() if isinstance(v, (torch.Tensor, np.ndarray))}
         for name, part in parts.items()
     }
+    # the CUDA generator of the run's one device
     rngs = (
         random.getstate(),
         np.random.get_state(),
         rng.bit_generator.state,
         torch.get_rng_state(),
         torch.cuda.get_rng_state() if device.type == "cuda" else None,
-    )  # the CUDA generator of the run's one device
+    )
     torch.save(
         {
             "format": CHECKPOINT_FORMAT,
-            "loop": loop,
+            "loop": dataclasses.asdict(loop),
             "wandb_id": log.wandb_id,
             "parts": states,
             "rng": rngs,
@@ -455,9 +473,8 @@ def restore_checkpoint(state: dict, parts: dict, rng, device, eval_envs, captura
         part = parts[name]
         if hasattr(part, "load_state_dict"):
             part.load_state_dict(saved)
-            for group in getattr(
-                part, "param_groups", []
-            ):  # this run's flag, not the saved one: --cudagraphs may change
+            # this run's flag, not the saved one: --cudagraphs may change
+            for group in getattr(part, "param_groups", []):
                 group["capturable"] = capturable
         elif isinstance(part, torch.Tensor):
             part.data[...] = saved
@@ -473,10 +490,10 @@ def restore_checkpoint(state: dict, parts: dict, rng, device, eval_envs, captura
     eval_envs.set_attr("np_random", state["eval_env_rng"])
 
 
-def check_finite(logs, names: list[str], global_step: int, run_dir: str, progress):
+def check_finite(losses, names: list[str], global_step: int, run_dir: str, progress):
     """A non-finite loss (from non-finite parameters or not) stops the run before it writes a checkpoint."""
-    if logs is not None and not torch.isfinite(logs).all():
-        bad = [name for name, value in zip(names, logs.tolist(), strict=True) if not np.isfinite(value)]
+    if losses is not None and not torch.isfinite(losses).all():
+        bad = [name for name, value in zip(names, losses.tolist(), strict=True) if not np.isfinite(value)]
         path = os.path.join(run_dir, "checkpoint.pt")
         kept = f"the last good checkpoint, {path}, is kept" if os.path.exists(path) else "no checkpoint yet"
         progress.close()
@@ -525,6 +542,28 @@ def eval_env_seed(seed: int, task: int, copy: int) -> int:
     return int(np.random.SeedSequence((seed, task, copy)).generate_state(1)[0])
 
 
+def evaluation(policy, eval_envs, num_episodes: int, envs_per_task: int) -> tuple[np.ndarray, list[list[float]]]:
+    """Meta-World's MT evaluation: `num_episodes` episodes per task of `policy` (observations to actions), each to
+    success or the step limit; per task, the success rate and the returns. A task's `envs_per_task` eval envs each
+    play their own share of its episodes (the episodes that finish first would favour the short, successful ones)."""
+    num_envs = eval_envs.num_envs
+    task = np.arange(num_envs) // envs_per_task
+    share = num_episodes // envs_per_task + (np.arange(num_envs) % envs_per_task < num_episodes % envs_per_task)
+    eval_envs.call("toggle_terminate_on_success", True)
+    obs, _ = eval_envs.reset()
+    played = np.zeros(num_envs, dtype=np.int64)
+    successes, returns = np.zeros(num_envs // envs_per_task), [[] for _ in range(num_envs // envs_per_task)]
+    while (played < share).any():
+        obs, _, terminations, truncations, infos = eval_envs.step(policy(obs))
+        counted = (terminations | truncations) & (played < share)
+        for i in np.flatnonzero(counted):
+            returns[task[i]].append(float(infos["final_info"]["episode"]["r"][i]))
+            successes[task[i]] += int(infos["final_info"]["success"][i])
+        played += counted
+    eval_envs.call("toggle_terminate_on_success", False)
+    return successes / num_episodes, returns
+
+
 class EnvPool:
     """Meta-World envs by task, built on first use and reused (a build is slow and large): a task slot that switches
     tasks between rounds gives its env back and takes a free one of its new task."""
@@ -540,6 +579,33 @@ class EnvPool:
 
     def give(self, task: int, env):
         self.free.setdefault(task, []).append(env)
+
+
+class TaskSlot(gym.Env):
+    """One env slot: it plays the task and goal that the script gives it at reset (`options={"tasks": ..., "goals":
+    ...}`, one entry per slot). All slots reset together, a round: Meta-World training episodes never end early."""
+
+    def __init__(self, slot: int, pool: EnvPool, observation_space, action_space):
+        self.slot, self.pool, self.task, self.env = slot, pool, None, None
+        self.observation_space, self.action_space = observation_space, action_space
+
+    def reset(self, *, seed=None, options=None):
+        task = int(options["tasks"][self.slot])
+        if task != self.task:
+            if self.env is not None:
+                self.pool.give(self.task, self.env)
+            self.task, self.env = task, self.pool.take(task)
+            self.env.toggle_sample_tasks_on_reset(False)
+        # the script's seeded generator draws the goal (one of the task's 50): a resumed run draws the same
+        self.env.unwrapped.set_task(self.env.tasks[int(options["goals"][self.slot])])
+        return self.env.reset()
+
+    def step(self, action):
+        return self.env.step(action)
+
+    def close(self):
+        if self.env is not None:
+            self.env.close()
 
 
 class CapturedStep:
@@ -579,8 +645,8 @@ class Adam(torch.optim.Adam):
             self.state[p].update(step=torch.zeros((), device=p.device), exp_avg=zeros, exp_avg_sq=zeros.clone())
 
     def zero_grad(self, set_to_none: bool = True):
-        # compiled, there is nothing to clear: the compiled step() leaves every gradient None (and torch 2.13's
-        # traced backward() does not fill a .grad that the same graph has just set to None)
+        # compiled, there is nothing to clear: the compiled step() leaves every gradient None (and a traced
+        # backward() does not fill a .grad that the same graph has just set to None: docs/speed.md)
         if not torch.compiler.is_compiling():
             super().zero_grad(set_to_none)
 
@@ -613,8 +679,8 @@ def clip_grad_norm_(params, max_norm: float):
 
 def compile_update(learn):
     """torch.compile the whole of `learn` (batch draw, losses, backward passes, optimizer steps) as one graph, a
-    graph break an error: one call runs the compiled kernels back to back. torch 2.13 traces a backward pass only
-    when asked."""
+    graph break an error: one call runs the compiled kernels back to back. The compiler traces a backward pass
+    only when asked (trace_autograd_ops)."""
     torch._dynamo.config.trace_autograd_ops = True
     return torch.compile(learn, fullgraph=True)
 

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
-sys.path.append(
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
-)  # for baselines/: run_utils.py is one folder up
+# for baselines/: run_utils.py is one folder up
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 import run_utils  # first: it sets MUJOCO_GL before mujoco loads
 
 import gymnasium as gym
@@ -143,8 +142,7 @@ def resolve_args(args: Args, resuming: bool = False) -> Args:
         run_utils.fail(f"--lp-step-size must not exceed --lp-eta ({args.lp_eta}), got {args.lp_step_size}")  # LP
     if args.lp_window < args.max_episode_steps:  # LP
         run_utils.fail(f"--lp-window must hold an episode ({args.max_episode_steps} steps), got {args.lp_window}")  # LP
-    window = math.ceil(args.lp_window / args.num_steps) * args.num_steps  # LP
-    run_utils.warn_if_longer_than_run("--lp-window", window, args)  # LP
+    run_utils.warn_if_longer_than_run("--lp-window", args.lp_window, args.num_steps, args)  # LP
     return args
 
 
@@ -190,33 +188,6 @@ def make_task_env(
     return env
 
 
-class TaskSlot(gym.Env):
-    """One env slot: it plays the task and goal that the script gives it at reset (`options={"tasks": ..., "goals":
-    ...}`, one entry per slot). All slots reset together, a round: Meta-World training episodes never end early."""
-
-    def __init__(self, slot: int, pool: run_utils.EnvPool, observation_space, action_space):
-        self.slot, self.pool, self.task, self.env = slot, pool, None, None
-        self.observation_space, self.action_space = observation_space, action_space
-
-    def reset(self, *, seed=None, options=None):
-        task = int(options["tasks"][self.slot])
-        if task != self.task:
-            if self.env is not None:
-                self.pool.give(self.task, self.env)
-            self.task, self.env = task, self.pool.take(task)
-            self.env.toggle_sample_tasks_on_reset(False)
-        # the script's seeded generator draws the goal (one of the task's 50): a resumed run draws the same
-        self.env.unwrapped.set_task(self.env.tasks[int(options["goals"][self.slot])])
-        return self.env.reset()
-
-    def step(self, action):
-        return self.env.step(action)
-
-    def close(self):
-        if self.env is not None:
-            self.env.close()
-
-
 def make_envs(args: Args, task_names: list[str], goals: list[list]):
     """The training slots (autoreset off: the loop starts each round, and step() returns an episode's true last
     observation) and the evaluation envs, `eval_envs_per_task` per task."""
@@ -234,7 +205,7 @@ def make_envs(args: Args, task_names: list[str], goals: list[list]):
         run_utils.EnvPool(build, (args.seed, slot)) if args.vector_strategy == "async" else pool
         for slot in range(args.num_envs)
     ]
-    slots = [partial(TaskSlot, slot, pools[slot], obs_space, act_space) for slot in range(args.num_envs)]
+    slots = [partial(run_utils.TaskSlot, slot, pools[slot], obs_space, act_space) for slot in range(args.num_envs)]
     envs = vector_env(slots, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
     # same-step autoreset, as Meta-World/custom-mt-envs has it
     evaluators = [
@@ -323,28 +294,6 @@ class Agent(nn.Module):
         return action.clamp(-1, 1).cpu().numpy()
 
 
-def evaluation(policy, eval_envs, num_episodes: int, envs_per_task: int) -> tuple[np.ndarray, list[list[float]]]:
-    """Meta-World's MT evaluation: `num_episodes` episodes per task of `policy` (observations to actions), each to
-    success or the step limit; per task, the success rate and the returns. A task's `envs_per_task` eval envs each
-    play their own share of its episodes (the episodes that finish first would favour the short, successful ones)."""
-    num_envs = eval_envs.num_envs
-    task = np.arange(num_envs) // envs_per_task
-    share = num_episodes // envs_per_task + (np.arange(num_envs) % envs_per_task < num_episodes % envs_per_task)
-    eval_envs.call("toggle_terminate_on_success", True)
-    obs, _ = eval_envs.reset()
-    played = np.zeros(num_envs, dtype=np.int64)
-    successes, returns = np.zeros(num_envs // envs_per_task), [[] for _ in range(num_envs // envs_per_task)]
-    while (played < share).any():
-        obs, _, terminations, truncations, infos = eval_envs.step(policy(obs))
-        counted = (terminations | truncations) & (played < share)
-        for i in np.flatnonzero(counted):
-            returns[task[i]].append(float(infos["final_info"]["episode"]["r"][i]))
-            successes[task[i]] += int(infos["final_info"]["success"][i])
-        played += counted
-    eval_envs.call("toggle_terminate_on_success", False)
-    return successes / num_episodes, returns
-
-
 def gae(rewards: torch.Tensor, values: torch.Tensor, last_values: torch.Tensor, gamma: float, lam: float):
     """Generalised advantage estimates of a rollout of whole episodes that all slots play in step:
     rewards, values (episodes, T, slots); last_values (episodes, slots) is the value of each
@@ -374,35 +323,39 @@ def normalize_per_task(adv: torch.Tensor, task: torch.Tensor, num_tasks: int) ->
 # Learning progress: favour the tasks whose window-mean training return R_i moved most since the last window,
 # progress_i = |R_i(t) - R_i(t-1)| / (max_j |R_j(t) - R_j(t-1)| + 0.01), through DRATS's mirror update and floor;
 # tasks solved in training are pinned to the floor.
-def project_floor(z: np.ndarray, eps: float) -> np.ndarray:
-    """KL projection of z onto {q >= eps, sum q = 1}: q_i = max(eps, c z_i), found by clamping until none is below."""
-    if eps * len(z) >= 1:
+def project_floor(z: np.ndarray, floor: float) -> np.ndarray:
+    """KL projection of z onto {q >= floor, sum q = 1}: q_i = max(floor, c z_i), clamped until none is below."""
+    if floor * len(z) >= 1:
         return np.full(len(z), 1 / len(z))
     clamped = np.zeros(len(z), dtype=bool)
-    while True:  # the rescale of the free entries to the mass left may push another below eps
-        q = np.where(clamped, eps, (1 - eps * clamped.sum()) * z / z[~clamped].sum())
-        if not (~clamped & (q < eps)).any():
-            return q
-        clamped |= q < eps
+    while True:  # the rescale of the free entries to the mass left may push another below the floor
+        probs = np.where(clamped, floor, (1 - floor * clamped.sum()) * z / z[~clamped].sum())
+        if not (~clamped & (probs < floor)).any():
+            return probs
+        clamped |= probs < floor
 
 
-def lp_update(q: np.ndarray, progress: np.ndarray, solved: np.ndarray, eta: float, step_size: float, eps: float):
+def lp_update(
+    task_probs: np.ndarray, progress: np.ndarray, solved: np.ndarray, eta: float, step_size: float, floor: float
+):
     """One LP step, DRATS's with the progress in place of the gap; then the solved tasks are pinned: set to 0 and
-    projected again, which puts them at exactly eps (every task solved: uniform)."""
+    projected again, which puts them at exactly the floor (every task solved: uniform)."""
     a = step_size / eta
-    logits = (1 - a) * np.log(q) + a * np.log(1 / len(q)) + step_size * progress
+    logits = (1 - a) * np.log(task_probs) + a * np.log(1 / len(task_probs)) + step_size * progress
     z = np.exp(logits - logits.max())
-    q = project_floor(z / z.sum(), eps)
-    return np.full(len(q), 1 / len(q)) if solved.all() else project_floor(np.where(solved, 0.0, q), eps)
+    task_probs = project_floor(z / z.sum(), floor)
+    if solved.all():
+        return np.full(len(task_probs), 1 / len(task_probs))
+    return project_floor(np.where(solved, 0.0, task_probs), floor)
 
 
 class LPSampler:
     """observe() takes finished training episodes; update(), once per window, turns the change of their mean returns
     into progress and q."""
 
-    def __init__(self, num_tasks, eta, step_size, eps, solved_threshold, success_window):
-        self.eta, self.step_size, self.eps, self.solved_threshold = eta, step_size, eps, solved_threshold
-        self.q = np.full(num_tasks, 1 / num_tasks)
+    def __init__(self, num_tasks, eta, step_size, floor, solved_threshold, success_window):
+        self.eta, self.step_size, self.floor, self.solved_threshold = eta, step_size, floor, solved_threshold
+        self.task_probs = np.full(num_tasks, 1 / num_tasks)
         self.last_return = np.zeros(num_tasks)  # R(t-1); 0 before the first window, as for a task not played in one
         self.successes, self.episodes = np.zeros((num_tasks, success_window)), np.zeros(num_tasks, dtype=np.int64)
         self.window_return, self.window_episodes = np.zeros(num_tasks), np.zeros(num_tasks, dtype=np.int64)
@@ -421,7 +374,7 @@ class LPSampler:
         progress = change / (change.max() + 0.01)
         # solved in training, now: a full window of the task's last episodes whose success rate is above the threshold
         solved = (self.episodes >= self.successes.shape[1]) & (self.successes.mean(1) > self.solved_threshold)
-        self.q = lp_update(self.q, progress, solved, self.eta, self.step_size, self.eps)
+        self.task_probs = lp_update(self.task_probs, progress, solved, self.eta, self.step_size, self.floor)
         previous, self.last_return = self.last_return, mean_return
         self.window_return[:], self.window_episodes[:] = 0, 0
         return progress, previous, mean_return, episodes
@@ -509,7 +462,8 @@ if __name__ == "__main__":
         explained_variance = 1 - (b_returns - b_values).var() / b_returns.var().clamp_min(1e-8)
         return sums, explained_variance, epochs_done
 
-    resume_step = state["loop"][0] * rollout_size if state else None  # global step of the checkpoint
+    loop = run_utils.LoopState(**state["loop"]) if state else run_utils.LoopState.start(num_tasks)
+    resume_step = loop.step * rollout_size if state else None  # global step of the checkpoint
     log = run_utils.RunLog(args, run_dir, task_names, device, __file__, resume_step, state and state["wandb_id"])
     log.video_envs = [
         make_task_env(t, args.seed + 20_000 + t, task_names, goals, args.max_episode_steps, True)
@@ -526,13 +480,8 @@ if __name__ == "__main__":
         "sampler.csv", ["global_step", "task", "prob", "gap", "target", "window_return", "window_episodes"]
     )
     if not state:
-        sampler_csv.writerows([0, name, sampler.q[t], "", "", "", 0] for t, name in enumerate(task_names))
+        sampler_csv.writerows([0, name, sampler.task_probs[t], "", "", "", 0] for t, name in enumerate(task_names))
     # ---- end LP ----
-
-    def checkpoint(iteration: int):  # taken between rollouts, where no env is inside an episode
-        loop = (iteration, round_index, last_success, env_steps_per_task)
-        run_utils.save_checkpoint(f"{run_dir}/checkpoint.pt", loop, parts, rng, device, eval_envs, log)
-        run_utils.save_policy(run_dir, agent.actor, iteration * rollout_size)
 
     if state:  # resuming: everything as it was at the checkpoint
         run_utils.restore_checkpoint(state, parts, rng, device, eval_envs)
@@ -541,15 +490,18 @@ if __name__ == "__main__":
     print(f"{run_dir}: {num_tasks} tasks ({', '.join(task_names)}), {args.num_envs} env slots, device {device}")
 
     # ---- training loop: a rollout of whole episodes from every slot, then the PPO update ----
-    start_iteration, round_index, last_success, env_steps_per_task = (
-        state["loop"] if state else (0, 0, float("nan"), np.zeros(num_tasks, dtype=np.int64))
-    )
-    next_eval = (start_iteration * rollout_size // args.eval_interval + 1) * args.eval_interval
-    next_checkpoint = (start_iteration * rollout_size // args.checkpoint_interval + 1) * args.checkpoint_interval
+    next_eval = (loop.step * rollout_size // args.eval_interval + 1) * args.eval_interval
+    next_checkpoint = (loop.step * rollout_size // args.checkpoint_interval + 1) * args.checkpoint_interval
     episode_return, episode_success = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=bool)
-    losses = ["pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac", "explained_variance"]
-    progress = run_utils.Progress(log, start_iteration * rollout_size, num_iterations * rollout_size)
-    for iteration in range(start_iteration, num_iterations):
+    loss_names = ["pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac", "explained_variance"]
+    progress = run_utils.Progress(log, loop.step * rollout_size, num_iterations * rollout_size)
+
+    def checkpoint(iteration: int):  # taken between rollouts, where no env is inside an episode
+        loop.step = iteration
+        run_utils.save_checkpoint(f"{run_dir}/checkpoint.pt", loop, parts, rng, device, eval_envs, log)
+        run_utils.save_policy(run_dir, agent.actor, iteration * rollout_size)
+
+    for iteration in range(loop.step, num_iterations):
         if stop or iteration * rollout_size >= next_checkpoint:
             checkpoint(iteration)
             next_checkpoint = (iteration * rollout_size // args.checkpoint_interval + 1) * args.checkpoint_interval
@@ -560,8 +512,8 @@ if __name__ == "__main__":
             if t % args.max_episode_steps == 0:  # a round starts: every slot begins an episode
                 # task allocation: every task gets the same number of env steps (slot j runs task j when
                 # num-envs = K; otherwise the slots rotate through the tasks round by round)
-                slot_tasks = (np.arange(args.num_envs) + round_index * args.num_envs) % num_tasks
-                slot_tasks = rng.choice(num_tasks, size=args.num_envs, p=sampler.q)  # LP: slots draw their tasks from q
+                slot_tasks = (np.arange(args.num_envs) + loop.round_index * args.num_envs) % num_tasks
+                slot_tasks = rng.choice(num_tasks, size=args.num_envs, p=sampler.task_probs)  # LP
                 obs, _ = envs.reset(
                     options={"tasks": slot_tasks, "goals": rng.integers(len(goals[0]), size=args.num_envs)}
                 )
@@ -570,13 +522,11 @@ if __name__ == "__main__":
             global_step = (step + 1) * args.num_envs
             with torch.no_grad():
                 actions, log_prob, value = agent.sample(obs, slot_task_ids)
-            obs_buf[t], actions_buf[t], log_probs_buf[t], values_buf[t], tasks_buf[t] = (
-                obs,
-                actions,
-                log_prob,
-                value,
-                slot_task_ids,
-            )
+            obs_buf[t] = obs
+            actions_buf[t] = actions
+            log_probs_buf[t] = log_prob
+            values_buf[t] = value
+            tasks_buf[t] = slot_task_ids
             next_obs, rewards, terminations, truncations, infos = envs.step(actions.clamp(-1, 1).cpu().numpy())
             rewards_buf[t] = rewards
             episode_return += rewards
@@ -584,7 +534,7 @@ if __name__ == "__main__":
             obs = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
 
             if truncations.any() or terminations.any():  # every slot ends its episode together: the round is over
-                round_index += 1
+                loop.round_index += 1
                 # Truncation at the episode limit is not a terminal state: the advantages bootstrap
                 # from the value of the true last observation (autoreset is off, so obs is that).
                 with torch.no_grad():
@@ -592,33 +542,31 @@ if __name__ == "__main__":
                     last_values[t // args.max_episode_steps] = agent.value(obs, slot_task_ids) * not_done
                 log.episodes(global_step, slot_tasks, episode_return, episode_success)
                 sampler.observe(slot_tasks, episode_return, episode_success)  # LP
-                env_steps_per_task += np.bincount(slot_tasks, minlength=num_tasks) * args.max_episode_steps
-                log.per_task({"env_steps": env_steps_per_task}, global_step)
+                loop.env_steps_per_task += np.bincount(slot_tasks, minlength=num_tasks) * args.max_episode_steps
+                log.per_task({"env_steps": loop.env_steps_per_task}, global_step)
                 episode_return[:], episode_success[:] = 0, False
             if step % 100 == 0:
                 progress.update(global_step - progress.n)
         # ---- LP ----
         if (iteration + 1) % math.ceil(args.lp_window / args.num_steps) == 0:  # q changes between rollouts
-            progress_signal, previous, window_return, window_episodes = sampler.update()
-            rows = zip(task_names, sampler.q, progress_signal, previous, window_return, window_episodes, strict=True)
+            progress_signal, previous, mean_return, episodes = sampler.update()
+            rows = zip(task_names, sampler.task_probs, progress_signal, previous, mean_return, episodes, strict=True)
             sampler_csv.writerows([global_step, *row] for row in rows)
-            log.per_task({"task_prob": sampler.q, "progress": progress_signal}, global_step)
-            progress.extra["q"] = f"{sampler.q.min():.3f}-{sampler.q.max():.3f}"  # its extremes on the bar
+            log.per_task({"task_prob": sampler.task_probs, "progress": progress_signal}, global_step)
+            progress.extra["q"] = f"{sampler.task_probs.min():.3f}-{sampler.task_probs.max():.3f}"
         # ---- end LP ----
 
         sums, explained_variance, epochs = ppo_update()
-        logs = torch.cat([sums[:5] / sums[5].clamp_min(1), explained_variance[None]])
-        run_utils.check_finite(logs[:4], losses[:4], global_step, run_dir, progress)
-        log.scalars(
-            "losses", {**dict(zip(losses, logs.tolist(), strict=True)), "epochs": epochs}, global_step
-        )  # one sync per rollout
+        losses = torch.cat([sums[:5] / sums[5].clamp_min(1), explained_variance[None]])
+        run_utils.check_finite(losses[:4], loss_names[:4], global_step, run_dir, progress)
+        # one sync per rollout
+        log.scalars("losses", {**dict(zip(loss_names, losses.tolist(), strict=True)), "epochs": epochs}, global_step)
         progress.update(global_step - progress.n)
-        progress.show(global_step, eval_success=f"{last_success:.2f}", epochs=epochs)
+        progress.show(global_step, eval_success=f"{loop.last_success:.2f}", epochs=epochs)
         if global_step >= next_eval or iteration == num_iterations - 1:
-            results = evaluation(
-                partial(agent.act, deterministic=True), eval_envs, args.eval_episodes, args.eval_envs_per_task
-            )
-            last_success = log.evaluation(global_step, *results, policy=agent)
+            policy = partial(agent.act, deterministic=True)
+            results = run_utils.evaluation(policy, eval_envs, args.eval_episodes, args.eval_envs_per_task)
+            loop.last_success = log.evaluation(global_step, *results, policy=agent)
             next_eval = (global_step // args.eval_interval + 1) * args.eval_interval
     else:  # every step ran: a stop asked for during the last rollout finds the run complete, with nothing to resume
         stop.clear()
@@ -631,7 +579,7 @@ if __name__ == "__main__":
         )
     else:
         checkpoint(num_iterations)  # a larger --total-timesteps can go on from here
-        print(f"final mean eval success rate {last_success:.3f}; outputs in {run_dir}")
+        print(f"final mean eval success rate {loop.last_success:.3f}; outputs in {run_dir}")
     envs.close()
     eval_envs.close()
     log.close()

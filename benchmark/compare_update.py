@@ -24,7 +24,8 @@ args = speed.learner_args({config!r}, {mode!r}, torch.device("cpu"))
 k = speed.CONFIGS[{config!r}][1]
 torch.manual_seed(0)
 learner = speed.make_learner(args, speed.OBS_DIM + k, speed.ACT_DIM, k, torch.device("cpu"))
-rb, learn = learner[5], learner[6]
+# an older checkout's make_learner returns a tuple
+rb, learn = (learner.rb, learner.learn) if hasattr(learner, "rb") else (learner[5], learner[6])
 for buffer in (rb.obs, rb.next_obs, rb.actions, rb.rewards):
     buffer.normal_()
 rb.size.fill_(rb.capacity)

@@ -46,9 +46,9 @@ def load_policy(run: str, config: dict):
         run_utils.fail(f"{run} has no actor.pt or checkpoint.pt yet: a run saves its policy at its first checkpoint")
     state = torch.load(os.path.join(run, "checkpoint.pt"), map_location="cpu", weights_only=False)
     if "actor" in state["parts"]:  # SAC: loop step counts vector steps
-        return state["parts"]["actor"], state["loop"][0] * config["num_envs"]
+        return state["parts"]["actor"], state["loop"]["step"] * config["num_envs"]
     actor = {k.removeprefix("actor."): v for k, v in state["parts"]["agent"].items() if k.startswith("actor.")}
-    return actor, state["loop"][0] * config["num_envs"] * config["num_steps"]  # PPO: loop step counts rollouts
+    return actor, state["loop"]["step"] * config["num_envs"] * config["num_steps"]  # PPO: loop step counts rollouts
 
 
 def main(args: Args):
@@ -88,7 +88,7 @@ def main(args: Args):
 
     print(f"evaluating the policy of global step {global_step:,}: {args.eval_episodes} episodes per task")
     act = partial(policy.act, deterministic=True)
-    success, returns = module.evaluation(act, eval_envs, args.eval_episodes, run_args.eval_envs_per_task)
+    success, returns = run_utils.evaluation(act, eval_envs, args.eval_episodes, run_args.eval_envs_per_task)
     eval_envs.close()
     mean_returns = [float(np.mean(r)) for r in returns]
     width = max(map(len, task_names))

@@ -488,10 +488,11 @@ def plot_curves(bench: str, by_method: dict[str, list[Run]], args: Args, out: st
         ("mean evaluation return", "returns", np.mean),
     ]
     for ax, (name, metric, reduce) in zip(axes, panels, strict=True):
+        # (seeds, 1, points): the bootstrap resamples seeds
         curves = {
             m: np.array([np.interp(grid, r.steps, reduce(getattr(r, metric), axis=1)) for r in rs])[:, None, :]
             for m, rs in by_method.items()
-        }  # (seeds, 1, points): the bootstrap resamples seeds
+        }
         point, ci = interval(curves, lambda x: x[:, 0, :].mean(axis=0), args)
         for m in by_method:
             line = ax.plot(grid, point[m], label=f"{label(m)} ({seeds(len(by_method[m]))})")[0]

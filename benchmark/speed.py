@@ -77,12 +77,13 @@ MODES = {
     "cudagraphs": ["--cudagraphs"],
     "cudagraphs+bf16": ["--cudagraphs", "--bf16"],
 }
+# what the update's matmuls run as
 MATMULS = {
     torch.ops.aten.mm,
     torch.ops.aten.addmm,
     torch.ops.aten.bmm,
     torch.ops.aten.baddbmm,
-}  # what the update's matmuls run as
+}
 OBS_DIM, ACT_DIM = 39, 4  # Meta-World's observation (before the one-hot) and action sizes
 
 
@@ -216,9 +217,8 @@ def measure_update(config: str, mode: str, device: torch.device, args: Args) -> 
     torch.manual_seed(0)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    actor, critic, target_critic, log_alpha, optimizers, rb, learn = make_learner(
-        run_args, OBS_DIM + k, ACT_DIM, k, device
-    )
+    learner = make_learner(run_args, OBS_DIM + k, ACT_DIM, k, device)
+    rb, learn = learner.rb, learner.learn
     for buffer in (rb.obs, rb.next_obs, rb.actions, rb.rewards):
         buffer.normal_()
     rb.size.fill_(rb.capacity)
@@ -260,9 +260,8 @@ def measure_loop(config: str, mode: str, device: torch.device, args: Args, with_
     k = CONFIGS[config][1]
     # the shortest warm-up of random actions the script allows: one episode of every task
     learning_starts = -(-k // run_args.num_envs) * run_args.num_envs * run_args.max_episode_steps
-    start = (
-        learning_starts + 100 * run_args.num_envs
-    )  # SPS points from here have 100 updates (and compilation) behind them
+    # SPS points from here have 100 updates (and compilation) behind them
+    start = learning_starts + 100 * run_args.num_envs
     total = start + args.loop_updates * run_args.num_envs
     evaluation = ["--eval-interval", str(10**12), "--eval-episodes", "1"]
     if with_eval:

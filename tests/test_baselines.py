@@ -45,37 +45,37 @@ def episodes(sampler, task, returns, successes=None):
 
 # ---- LP ----
 def test_lp_favours_the_task_whose_return_moves_most():
-    s = LPSampler(3, eta=8.0, step_size=0.5, eps=0.05, solved_threshold=0.9, success_window=50)
+    s = LPSampler(3, eta=8.0, step_size=0.5, floor=0.05, solved_threshold=0.9, success_window=50)
     for task, ret in enumerate([100.0, 100.0, 100.0]):
         episodes(s, task, [ret])
     s.update()
     episodes(s, 0, [100.0])  # no change
     episodes(s, 1, [900.0])  # a large change
     episodes(s, 2, [50.0])  # a small one (a fall counts too: progress is an absolute change)
-    q_before = s.q.copy()
+    q_before = s.task_probs.copy()
     progress, previous, mean_return, count = s.update()
     np.testing.assert_allclose(progress, np.array([0.0, 800.0, 50.0]) / 800.01)
     np.testing.assert_allclose(previous, [100.0, 100.0, 100.0])
-    assert s.q[1] > s.q[2] > s.q[0]
-    np.testing.assert_allclose(s.q, lp_update(q_before, progress, np.zeros(3, bool), 8.0, 0.5, 0.05))
+    assert s.task_probs[1] > s.task_probs[2] > s.task_probs[0]
+    np.testing.assert_allclose(s.task_probs, lp_update(q_before, progress, np.zeros(3, bool), 8.0, 0.5, 0.05))
 
 
 def test_lp_pins_solved_tasks_to_the_floor():
-    s = LPSampler(3, eta=8.0, step_size=0.5, eps=0.05, solved_threshold=0.9, success_window=10)
+    s = LPSampler(3, eta=8.0, step_size=0.5, floor=0.05, solved_threshold=0.9, success_window=10)
     episodes(s, 0, [0.0] * 10, [1] * 10)  # 10 of 10: above 0.9, solved
     episodes(s, 1, [0.0] * 10, [1] * 9 + [0])  # 9 of 10: not above 0.9
     episodes(s, 2, [500.0])
     s.update()
-    assert s.q[0] == pytest.approx(0.05) and s.q[1] > 0.05
-    assert s.q.sum() == pytest.approx(1.0)
+    assert s.task_probs[0] == pytest.approx(0.05) and s.task_probs[1] > 0.05
+    assert s.task_probs.sum() == pytest.approx(1.0)
     episodes(s, 0, [4000.0], [1])  # a huge change does not lift a solved task off the floor
     s.update()
-    assert s.q[0] == pytest.approx(0.05)
+    assert s.task_probs[0] == pytest.approx(0.05)
     episodes(s, 0, [0.0] * 10, [0] * 10)  # solved no longer: it may rise again
     episodes(s, 1, [0.0])
     episodes(s, 2, [500.0])
     s.update()
-    assert s.q[0] > 0.05
+    assert s.task_probs[0] > 0.05
 
 
 def test_lp_with_every_task_solved_is_uniform():
@@ -95,14 +95,14 @@ def test_lp_pins_after_the_floor_projection_and_projects_again():
 
 
 def test_lp_never_pins_a_task_whose_window_is_not_full():
-    s = LPSampler(2, eta=8.0, step_size=0.5, eps=0.05, solved_threshold=0.9, success_window=50)
+    s = LPSampler(2, eta=8.0, step_size=0.5, floor=0.05, solved_threshold=0.9, success_window=50)
     episodes(s, 0, [0.0] * 49, [1] * 49)  # 49 of 49 succeeded: a window not yet full
     episodes(s, 1, [0.0])
     s.update()
-    assert s.q[0] > 0.05
+    assert s.task_probs[0] > 0.05
     episodes(s, 0, [0.0], [1])  # the 50th: pinned
     s.update()
-    assert s.q[0] == pytest.approx(0.05)
+    assert s.task_probs[0] == pytest.approx(0.05)
 
 
 def test_lp_run_writes_a_sampler_csv_that_its_update_reproduces(workdir):
@@ -141,7 +141,7 @@ def make_smt(seed=0, **kw):
         low=100.0,
         high=np.full(5, 400.0),
         kappa=0.5,
-        eps=0.05,
+        floor=0.05,
         stage1_steps=850,
         total_steps=1000,
         rng=np.random.default_rng(seed),
@@ -163,7 +163,7 @@ def test_smt_first_active_set_is_drawn_from_the_run_generator_with_the_full_budg
         first = np.flatnonzero(s.pool == ACTIVE)
         assert first.tolist() == sorted(np.random.default_rng(seed).choice(5, 2, replace=False).tolist())
         np.testing.assert_allclose(s.budget[first], 0.5 * 1000 / 2)  # kappa x T / K_a
-        np.testing.assert_allclose(s.q, 0.2)  # the first window is uniform
+        np.testing.assert_allclose(s.task_probs, 0.2)  # the first window is uniform
         firsts.add(tuple(first))
     assert len(firsts) > 2
 
@@ -180,7 +180,7 @@ def test_smt_promotes_the_hardest_waiting_tasks_with_a_budget_of_the_stage_left(
     assert (s.pool[first] == SOLVED).all()
     assert s.pool[waiting].tolist() == [MAIN, ACTIVE, ACTIVE]  # the two lowest returns
     np.testing.assert_allclose(s.budget[waiting[1:]], 0.5 * (850 - 50) / 2)  # kappa x (stage-1 steps left) / K_a
-    np.testing.assert_allclose(s.q[waiting], [0.05, 0.05 + 0.75 / 2, 0.05 + 0.75 / 2])
+    np.testing.assert_allclose(s.task_probs[waiting], [0.05, 0.05 + 0.75 / 2, 0.05 + 0.75 / 2])
 
 
 def test_smt_thresholds_are_strict_and_per_task_and_a_task_not_played_is_the_hardest():
@@ -208,11 +208,11 @@ def test_smt_stage_one_ends_when_its_share_of_env_steps_is_played():
     s = make_smt()
     play(s, [10.0, 20.0, 30.0, 40.0, 50.0], steps=160)  # 800 env steps: still stage 1
     s.update()
-    assert not np.allclose(s.q, 0.2)
+    assert not np.allclose(s.task_probs, 0.2)
     pools = s.pool.copy()
     play(s, [1000.0] * 5)  # 850: stage 2, where nothing is judged any more
     s.update()
-    np.testing.assert_allclose(s.q, 0.2)
+    np.testing.assert_allclose(s.task_probs, 0.2)
     assert s.pool.tolist() == pools.tolist()
 
 

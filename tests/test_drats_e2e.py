@@ -9,6 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 from conftest import ROOT, run_script
+from scipy.stats import chisquare
 
 from drats_sac import drats_update
 
@@ -67,6 +68,29 @@ def test_sampler_csv_is_reproduced_by_the_documented_update(workdir):
     episodes = list(csv.DictReader(open(os.path.join(run_dir, "episodes.csv"))))
     assert len(episodes) == 6000 // 50
     assert sorted(r["task"] for r in episodes[:6]) == sorted(TASKS * 2)  # the warm-up stays balanced
+
+
+def test_each_rounds_slots_draw_their_tasks_from_the_q_in_force(workdir):
+    # a sampler far from uniform (a low target, so the tasks' gaps differ; a full step toward the target q each
+    # window): the tasks played after the warm-up must follow each window's q, not the uniform rotation
+    flags = ["--drats-initial-target", "100", "--drats-step-size", "8", "--seed", "2"]
+    result = run_script("drats_sac.py", *SMALL, *flags, "--run-name", "q", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = os.path.join(workdir, "runs", "q")
+    q_rows = list(csv.DictReader(open(os.path.join(run_dir, "sampler.csv"))))
+    q_by_step = {}
+    for row in q_rows:
+        q_by_step.setdefault(int(row["global_step"]), []).append(float(row["prob"]))
+    expected, observed = np.zeros(len(TASKS)), np.zeros(len(TASKS))
+    for episode in csv.DictReader(open(os.path.join(run_dir, "episodes.csv"))):
+        start = int(episode["global_step"]) - 50 * len(TASKS)  # the round's first env step: 50-step episodes
+        if start >= 300:  # after --learning-starts: drawn from the q last written before the round began
+            expected += q_by_step[max(step for step in q_by_step if step <= start)]
+            observed[TASKS.index(episode["task"])] += 1
+    assert observed.sum() == (6000 - 300) // 50
+    assert chisquare(observed, expected).pvalue > 0.01, (observed, expected)
+    # and the run had the power to tell: the counts are far from what uniform allocation would give
+    assert chisquare(observed).pvalue < 1e-3, observed
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,12 @@
 """The scripts' evaluation: Meta-World's protocol, with a task's episodes shared out between its eval envs."""
 
+from run_utils import evaluation
+
 import metaworld.evaluation
 import numpy as np
 import pytest
 
-from uniform_sac import Args, evaluation, load_goals, make_envs
+from uniform_sac import Args, load_goals, make_envs
 
 
 class ScriptedEnvs:

@@ -14,7 +14,7 @@ from conftest import random_policy_success, run_script
 from test_learning import CONFIG as LEARNING_CONFIG
 from test_learning import TASKS, mean_success_by_step
 from test_resume import PPO_RUN
-from test_speed import learner
+from test_speed import build_learner
 
 from uniform_sac import Args
 
@@ -23,17 +23,17 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 @pytest.mark.parametrize("flags", [[], ["--bf16"]], ids=["fp32", "bf16"])
 def test_cudagraphs_update_matches_eager(flags):
-    eager, captured = learner(*flags, device="cuda"), learner("--cudagraphs", *flags, device="cuda")
+    eager, captured = build_learner(*flags, device="cuda"), build_learner("--cudagraphs", *flags, device="cuda")
     tolerance = {"rtol": 1e-4, "atol": 1e-5} if not flags else {"rtol": 2e-2, "atol": 2e-3}
     for call in range(6):  # 3 warm-up calls, the capture with its first replay, then plain replays
         torch.manual_seed(call)
-        logs_eager = eager[-1]().clone()
+        losses_eager = eager.learn().clone()
         torch.manual_seed(call)
-        logs_captured = captured[-1]().clone()
-        torch.testing.assert_close(logs_captured, logs_eager, **tolerance)
-    assert captured[-1].graph is not None  # the last calls were replays
-    for module in range(3):  # actor, critic, target critic
-        for a, b in zip(eager[module].parameters(), captured[module].parameters(), strict=True):
+        losses_captured = captured.learn().clone()
+        torch.testing.assert_close(losses_captured, losses_eager, **tolerance)
+    assert captured.learn.graph is not None  # the last calls were replays
+    for module in ("actor", "critic", "target_critic"):
+        for a, b in zip(getattr(eager, module).parameters(), getattr(captured, module).parameters(), strict=True):
             torch.testing.assert_close(a, b, **tolerance)
 
 
@@ -131,9 +131,9 @@ def gpu_learner(k: int, hidden: int, *flags: str):
         )
     )
     torch.manual_seed(0)
-    parts = make_learner(args, 39 + k, 4, k, torch.device("cuda"))
-    add_transitions(parts[5], k, seed=0, rounds=5)
-    return parts
+    learner = make_learner(args, 39 + k, 4, k, torch.device("cuda"))
+    add_transitions(learner.rb, k, seed=0, rounds=5)
+    return learner
 
 
 def add_transitions(rb, k: int, seed: int, rounds: int):
@@ -154,15 +154,15 @@ def test_cudagraphs_replays_as_the_loop_runs_them(flags):
     tolerance = {"rtol": 1e-4, "atol": 1e-4} if not flags else {"rtol": 3e-2, "atol": 3e-2}
     logs = {}
     for mode in ("eager", "captured"):
-        parts = gpu_learner(10, 256, *flags, *(["--cudagraphs"] if mode == "captured" else []))
+        learner = gpu_learner(10, 256, *flags, *(["--cudagraphs"] if mode == "captured" else []))
         torch.manual_seed(123)
         logs[mode] = []
         for call in range(10):
-            logs[mode].append(parts[-1]().clone())
-            add_transitions(parts[5], 10, seed=call + 1, rounds=3)
+            logs[mode].append(learner.learn().clone())
+            add_transitions(learner.rb, 10, seed=call + 1, rounds=3)
         logs[mode] = torch.stack(logs[mode])
         if mode == "captured":
-            assert parts[-1].graph is not None
+            assert learner.learn.graph is not None
     torch.testing.assert_close(logs["captured"], logs["eager"], **tolerance)
 
 

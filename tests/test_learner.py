@@ -12,15 +12,15 @@ from test_long_runs import SAC_SCRIPTS, small_learner
 def critic_above(value: float, script: str, *flags: str):
     """A learner whose critics all predict about `value`, with rewards of 10 in its buffer, and learn() run 5 times:
     its critic parameters before and after."""
-    actor, critic, target_critic, log_alpha, optimizers, rb, learn = small_learner(script, *flags)
+    learner = small_learner(script, *flags)
     with torch.no_grad():
-        for net in (critic, target_critic):
+        for net in (learner.critic, learner.target_critic):
             net.net.biases[-1].fill_(value)
-        rb.rewards.fill_(10.0)
-    before = [p.detach().clone() for p in critic.parameters()]
+        learner.rb.rewards.fill_(10.0)
+    before = [p.detach().clone() for p in learner.critic.parameters()]
     for _ in range(5):
-        learn()
-    return before, [p.detach() for p in critic.parameters()]
+        learner.learn()
+    return before, [p.detach() for p in learner.critic.parameters()]
 
 
 @pytest.mark.parametrize("script", SAC_SCRIPTS)

@@ -41,13 +41,13 @@ def small_learner(script: str, *flags: str, hidden: int = 32):
         )
     )
     torch.manual_seed(0)
-    parts = module.make_learner(args, OBS, ACT, K, torch.device("cpu"))
-    rb = parts[5]
+    learner = module.make_learner(args, OBS, ACT, K, torch.device("cpu"))
+    rb = learner.rb
     generator = torch.Generator().manual_seed(1)
     for buffer in (rb.obs, rb.next_obs, rb.actions, rb.rewards):
         buffer.copy_(torch.randn(buffer.shape, generator=generator))
     rb.size.fill_(rb.capacity)
-    return parts
+    return learner
 
 
 def resident_bytes() -> int:
@@ -60,18 +60,18 @@ def resident_bytes() -> int:
 def test_the_target_critic_stays_a_leaf_with_no_graph(script):
     # a Polyak update run with autograd on makes each target parameter a non-leaf whose graph grows by one
     # node per update: after days of updates, gigabytes
-    actor, critic, target_critic, log_alpha, optimizers, rb, learn = small_learner(script)
+    learner = small_learner(script)
     for _ in range(3):
-        learn()
-    for p in target_critic.parameters():
+        learner.learn()
+    for p in learner.target_critic.parameters():
         assert p.is_leaf and p.grad_fn is None and not p.requires_grad
-    for module in (actor, critic):
+    for module in (learner.actor, learner.critic):
         assert all(p.is_leaf and p.grad_fn is None for p in module.parameters())
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_memory_per_update_stays_flat_over_thousands_of_updates():
-    *_, learn = small_learner("uniform_sac")
+    learn = small_learner("uniform_sac").learn
     for _ in range(200):  # the allocator's pools reach the update's working set
         learn()
     before = resident_bytes()

@@ -181,7 +181,8 @@ def test_the_sampler_is_the_same_text_in_drats_sac_and_drats_ppo():
     # PPO, q already sets each task's share of the batch)
     (setup,) = [b for b in sac if "sampler = DRATSSampler(" in b]
     assert (
-        setup.replace(", task_weight=learn.task_weight)  # its arrays and the loss weights", ")  # its arrays") in ppo
+        setup.replace(", task_weight=learner.learn.task_weight)  # its arrays and the loss weights", ")  # its arrays")
+        in ppo
     )
     # the same arguments and checks; only the window's default differs (one rollout for PPO), and SAC alone has
     # --drats-weighted-updates

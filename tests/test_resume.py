@@ -71,12 +71,11 @@ def test_a_run_killed_after_a_checkpoint_resumes_into_the_uninterrupted_run(work
     assert scalar_steps(run_dir, "eval/mean_success_rate") == scalar_steps(
         os.path.join(workdir, "runs", "whole"), "eval/mean_success_rate"
     )
-    if (
-        script == "drats_sac.py"
-    ):  # the sampler is saved as its arrays, not as a pickled object of a class that may change
+    # the sampler is saved as its arrays, not as a pickled object of a class that may change
+    if script == "drats_sac.py":
         path = os.path.join(run_dir, "checkpoint.pt")
         sampler = torch.load(path, weights_only=False)["parts"]["sampler"]
-        assert "q" in sampler and all(isinstance(v, np.ndarray) for v in sampler.values())
+        assert "task_probs" in sampler and all(isinstance(v, np.ndarray) for v in sampler.values())
         with zipfile.ZipFile(path) as checkpoint:
             pickled = checkpoint.read(next(n for n in checkpoint.namelist() if n.endswith("data.pkl")))
         assert b"DRATSSampler" not in pickled and b"drats_sac" not in pickled
@@ -127,7 +126,7 @@ def test_a_stop_during_the_last_round_finishes_the_run(workdir):
     assert proc.returncode == 0, err[-3000:]
     assert "resume with" not in out and "final mean eval success rate" in out
     state = torch.load(os.path.join(workdir, "runs", "last", "checkpoint.pt"), weights_only=False)
-    assert state["loop"][0] * 2 == 2000  # the final checkpoint: a larger --total-timesteps can go on from it
+    assert state["loop"]["step"] * 2 == 2000  # the final checkpoint: a larger --total-timesteps can go on from it
 
 
 def test_sigterm_leaves_a_checkpoint_from_which_the_run_finishes(workdir):
@@ -190,7 +189,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(work
     assert message.startswith("error: non-finite") and "at global step" in message and "is kept" in message
     failed_at = int(message.split("at global step ")[1].split(";")[0])
     checkpoint = torch.load(os.path.join(workdir, "runs", "nan", "checkpoint.pt"), weights_only=False)
-    assert checkpoint["loop"][0] * 2 < failed_at
+    assert checkpoint["loop"]["step"] * 2 < failed_at
     for params in (checkpoint["parts"]["actor"], checkpoint["parts"]["critic"]):
         assert all(torch.isfinite(t).all() for t in params.values())
     assert np.isfinite(checkpoint["parts"]["log_alpha"].numpy()).all()

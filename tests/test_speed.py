@@ -20,7 +20,7 @@ from uniform_sac import Args, make_learner, resolve_args
 K, OBS, ACT = 2, 39 + 2, 4
 
 
-def learner(*flags, device: str = "cpu", hidden: int = 32, batch: int = 64):
+def build_learner(*flags, device: str = "cpu", hidden: int = 32, batch: int = 64):
     """A learner for two tasks (2 x `hidden` networks, batches of `batch`; small by default) on `device`, its
     replay buffer full of random data."""
     args = resolve_args(
@@ -45,33 +45,34 @@ def learner(*flags, device: str = "cpu", hidden: int = 32, batch: int = 64):
         )
     )
     torch.manual_seed(0)
-    parts = make_learner(args, OBS, ACT, K, torch.device(device))
-    rb = parts[5]
+    learner = make_learner(args, OBS, ACT, K, torch.device(device))
+    rb = learner.rb
     generator = torch.Generator().manual_seed(1)
     for buffer in (rb.obs, rb.next_obs, rb.actions, rb.rewards):
         buffer.copy_(torch.randn(buffer.shape, generator=generator))
     rb.size.fill_(rb.capacity)
-    return parts
+    return learner
 
 
 def test_bf16_trains_fp32_master_weights():
-    actor, critic, target_critic, log_alpha, optimizers, rb, learn = learner("--bf16")
-    before = [p.detach().clone() for p in actor.parameters()]
-    logs = learn()
-    assert torch.isfinite(logs).all() and logs.dtype == torch.float32
-    for module in (actor, critic, target_critic):
+    learner = build_learner("--bf16")
+    before = [p.detach().clone() for p in learner.actor.parameters()]
+    losses = learner.learn()
+    assert torch.isfinite(losses).all() and losses.dtype == torch.float32
+    for module in (learner.actor, learner.critic, learner.target_critic):
         assert all(p.dtype == torch.float32 for p in module.parameters())
-    for optimizer in optimizers:
+    for optimizer in (learner.q_optimizer, learner.actor_optimizer, learner.a_optimizer):
         for state in optimizer.state.values():
             assert state["exp_avg"].dtype == torch.float32
-    assert any(not torch.equal(a, b) for a, b in zip(before, actor.parameters(), strict=True))  # it did learn something
+    # it did learn something
+    assert any(not torch.equal(a, b) for a, b in zip(before, learner.actor.parameters(), strict=True))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
 def test_cpu_updates_reuse_freed_memory_instead_of_faulting_in_fresh_pages():
     # each update frees and allocates MB-sized tensors: with glibc's defaults each new one faults in its 4 KB
     # pages afresh (~1,500-4,000 faults an update here), with make_learner's tune_for_cpu() hardly any
-    *_, learn = learner(hidden=400, batch=1280)
+    learn = build_learner(hidden=400, batch=1280).learn
     for _ in range(8):  # the heap grows to the update's working set
         learn()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -116,16 +117,16 @@ def two_threads():
 def test_compiled_update_matches_eager(two_threads):
     import torch._inductor.config
 
-    eager, compiled = learner(), learner("--compile")
+    eager, compiled = build_learner(), build_learner("--compile")
     for _ in range(3):
         torch.manual_seed(5)
-        logs_eager = eager[-1]()
+        losses_eager = eager.learn()
         torch.manual_seed(5)
         with torch._inductor.config.patch(fallback_random=True):  # the compiled code draws eager's noise
-            logs_compiled = compiled[-1]()
-        torch.testing.assert_close(logs_compiled, logs_eager, rtol=1e-4, atol=1e-5)
-    for module in range(3):  # actor, critic, target critic
-        for a, b in zip(eager[module].parameters(), compiled[module].parameters(), strict=True):
+            losses_compiled = compiled.learn()
+        torch.testing.assert_close(losses_compiled, losses_eager, rtol=1e-4, atol=1e-5)
+    for module in ("actor", "critic", "target_critic"):
+        for a, b in zip(getattr(eager, module).parameters(), getattr(compiled, module).parameters(), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -136,7 +137,7 @@ def test_compiled_drats_update_with_weighted_blocks_matches_eager(two_threads):
     from test_long_runs import small_learner
 
     def build(*flags):
-        learn = small_learner("drats_sac", "--drats-weighted-updates", *flags)[-1]
+        learn = small_learner("drats_sac", "--drats-weighted-updates", *flags).learn
         learn.task_weight.copy_(torch.tensor([1.6, 0.4]))
         return learn
 
@@ -153,7 +154,7 @@ def test_compiled_drats_update_with_weighted_blocks_matches_eager(two_threads):
 def test_compiled_update_is_one_graph_without_autograd_at_run_time(two_threads):
     # compile_update's fullgraph: a graph break raises; one graph that holds its own backward records no autograd
     # node when it runs (the old split update saved a forward's tensors for a separate backward at every call)
-    *_, learn = learner("--compile")
+    learn = build_learner("--compile").learn
     learn()
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t, lambda t: t):
@@ -206,8 +207,8 @@ def check_adam():
 
 
 def test_adam_is_torchs_adam_eager_exactly_and_compiled_to_rounding():
-    # in a fresh process: torch 2.13's compiler, once it has compiled a learner's update in a process, fails to
-    # trace this small step there ("'update' not in cell_and_freevars"); a training run compiles one update
+    # in a fresh process: a process that has compiled a learner's update fails to trace this small step
+    # (docs/speed.md, the compiler's traps); a training run compiles one update
     path = [os.path.dirname(os.path.abspath(__file__)), ROOT]
     code = f"import sys; sys.path[:0] = {path!r}; import test_speed; test_speed.check_adam()"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -267,16 +268,15 @@ def test_speed_benchmark_records_every_matmul_of_the_update(flags):
     import speed
     from torch.utils.flop_counter import FlopCounterMode
 
-    learn = learner(*flags)[-1]
+    learn = build_learner(*flags).learn
     with FlopCounterMode(display=False) as counter:
         learn()
     with speed.MatmulRecorder() as recorder:
         learn()
     flops = 0
     for _func, args, _ in recorder.calls:
-        a, b = [shape for shape, _, _ in (x for x in args if isinstance(x, tuple))][
-            -2:
-        ]  # the two factors (after a bias)
+        # the two factors (after a bias)
+        a, b = [shape for shape, _, _ in (x for x in args if isinstance(x, tuple))][-2:]
         flops += 2 * math.prod(a) * b[-1]
         assert {dtype for _, _, dtype in (x for x in args if isinstance(x, tuple))} == {
             torch.bfloat16 if flags else torch.float32

@@ -1,6 +1,9 @@
 """Unit tests of uniform_sac.py's pure pieces: replay buffer, env slots, goals, evaluation."""
 
+import os
 import pickle
+import subprocess
+import sys
 
 import gymnasium as gym
 import metaworld
@@ -8,7 +11,7 @@ import metaworld.evaluation
 import numpy as np
 import pytest
 import torch
-from conftest import random_policy_success
+from conftest import ROOT, random_policy_success
 from metaworld.policies import ENV_POLICY_MAP
 
 import uniform_sac
@@ -202,8 +205,34 @@ def test_random_policy_scores_low_in_evaluation():
     assert random_policy_success(Args(tasks=TASKS, seed=3, num_envs=3), num_episodes=5) <= 0.3
 
 
-def test_importing_the_script_runs_nothing():
-    assert hasattr(uniform_sac, "Args") and not hasattr(uniform_sac, "rb")
+IMPORT_CHECK = """
+import glob, os, sys
+import gymnasium as gym
+import numpy as np
+import torch
+sys.path[:0] = [{root!r}, os.path.join({root!r}, "baselines")]
+for path in sorted(glob.glob(os.path.join({root!r}, "*.py")) + glob.glob(os.path.join({root!r}, "baselines", "*.py"))):
+    name = os.path.basename(path)[:-3]
+    if name in ("run_utils", "run_args"):
+        continue
+    module = __import__(name)
+    assert hasattr(module, "Args"), name
+    built = (torch.nn.Module, torch.Tensor, torch.optim.Optimizer, gym.Env, gym.vector.VectorEnv, np.ndarray)
+    made = [key for key, value in vars(module).items() if isinstance(value, built)]
+    print(name, *made)
+"""
+
+
+def test_importing_a_script_runs_nothing(tmp_path):
+    # each training script, imported as the tests and benchmark/ import them, only defines: it builds no network,
+    # optimizer, tensor or env, writes nothing, and prints nothing
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_CHECK.format(root=ROOT)], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.split("\n")[:-1]
+    assert len(lines) == 8 and all(len(line.split()) == 1 for line in lines), result.stdout
+    assert result.stderr == "" and os.listdir(tmp_path) == []
 
 
 def test_networks_and_optimizers_start_as_meta_world_plus_builds_them():
@@ -227,16 +256,18 @@ def test_networks_and_optimizers_start_as_meta_world_plus_builds_them():
             ],
         )
     )
-    actor, critic, _, _, optimizers, _, _ = make_learner(args, 39 + 2, 4, 2, torch.device("cpu"))
-    for net, head_scale in ((actor.net, 1e-3), (critic.net, 3e-3)):
+    learner = make_learner(args, 39 + 2, 4, 2, torch.device("cpu"))
+    for net, head_scale in ((learner.actor.net, 1e-3), (learner.critic.net, 3e-3)):
         (w1, w2, head), (b1, b2, head_bias) = net.weights, net.biases
+        # He-uniform: U(+-sqrt(6 / fan_in)), variance 2 / fan_in
         for w, fan_in in (
             (w1, net.weights[0].shape[1]),
             (w2, 64),
-        ):  # He-uniform: U(+-sqrt(6 / fan_in)), variance 2 / fan_in
+        ):
             assert w.abs().max() <= (6 / fan_in) ** 0.5 and abs(float(w.var()) * fan_in / 2 - 1) < 0.15
         assert not b1.any() and not b2.any()
         assert head.abs().max() <= head_scale and head_bias.abs().max() <= head_scale and head_bias.any()
+    optimizers = (learner.q_optimizer, learner.actor_optimizer, learner.a_optimizer)
     assert all(group["eps"] == 1e-5 for optimizer in optimizers for group in optimizer.param_groups)
 
 
