@@ -23,6 +23,7 @@ DOMAINS = [
     (*integer(1, 10**7), "batch_size num_steps num_minibatches"),
     (*integer(1, 10**6), "eval_episodes update_epochs drats_success_window lp_success_window smt_num_active"),
     (*integer(1, 1024, ", each slot an env in memory"), "num_envs"),
+    (*integer(1, 64), "num_experts"),
     (*integer(1, 64, ", each an env in memory"), "eval_envs_per_task"),
     (*integer(1, 500, " (Meta-World's limit)"), "max_episode_steps"),
     (*integer(0, 2**32 - 1), "seed"),

@@ -21,10 +21,11 @@ sys.path.insert(0, {checkout!r} + "/benchmark")
 import torch
 import speed
 args = speed.learner_args({config!r}, {mode!r}, torch.device("cpu"))
-k = speed.CONFIGS[{config!r}][1]
+k = speed.CONFIGS[{config!r}][-1]
+# older checkouts: every configuration is uniform_sac.py's, and make_learner returns a tuple
+make_learner = speed.script_module({config!r}).make_learner if hasattr(speed, "script_module") else speed.make_learner
 torch.manual_seed(0)
-learner = speed.make_learner(args, speed.OBS_DIM + k, speed.ACT_DIM, k, torch.device("cpu"))
-# an older checkout's make_learner returns a tuple
+learner = make_learner(args, speed.OBS_DIM + k, speed.ACT_DIM, k, torch.device("cpu"))
 rb, learn = (learner.rb, learner.learn) if hasattr(learner, "rb") else (learner[5], learner[6])
 for buffer in (rb.obs, rb.next_obs, rb.actions, rb.rewards):
     buffer.normal_()
@@ -44,7 +45,7 @@ class Args:
     """the checkout before the change"""
     new: str = "."
     """the checkout after the change"""
-    config: Literal["mt10", "mt50", "mt10-small", "small"] = "mt10-small"
+    config: Literal["mt10", "mt50", "mt10-small", "small", "mt10-moore", "mt10-small-moore"] = "mt10-small"
     """speed.py's configuration"""
     modes: tuple[Literal["fp32", "bf16", "compile", "compile+bf16"], ...] = ("fp32", "compile+bf16")
     """speed.py's modes (CPU)"""

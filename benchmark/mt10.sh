@@ -8,7 +8,7 @@
 # then: python benchmark/report.py --runs runs --env MT10 --out report/mt10
 BENCH=MT10
 BENCH_ARGS="--env-id MT10 --track"
-METHODS="${METHODS:-uniform_sac drats_sac lp_sac smt_sac uniform_ppo drats_ppo lp_ppo smt_ppo}"
+METHODS="${METHODS:-uniform_sac drats_sac lp_sac smt_sac moore_sac drats_moore_sac uniform_ppo drats_ppo lp_ppo smt_ppo}"
 SEEDS="${SEEDS:-1 2 3 4 5 6 7 8 9 10}"
 EXTRA="${EXTRA:-}"
 source "$(dirname "${BASH_SOURCE[0]}")/sweep.sh"

@@ -44,13 +44,17 @@ METHOD_LABELS = {
     "drats_sac_weighted": "DRATS, weighted updates",
     "lp_sac": "LP",
     "smt_sac": "SMT",
+    "moore_sac": "Uniform (MOORE)",
+    "drats_moore_sac": "DRATS (MOORE)",
     "uniform_ppo": "Uniform (PPO)",
     "drats_ppo": "DRATS (PPO)",
     "lp_ppo": "LP (PPO)",
     "smt_ppo": "SMT (PPO)",
     "reference_mtsac": "Meta-World+ MTSAC (reference)",
 }
-# the pairs compared, beyond each method against the Uniform of its learner: our learner against the reference's
+# the pairs compared, beyond each method against the Uniform of its learner and network: MOORE against multi-head SAC,
+# and our learner against the reference's
+OWN_BASELINE = {"drats_moore_sac": "moore_sac", "moore_sac": "uniform_sac"}
 REFERENCE_PAIRS = [("uniform_sac", "reference_mtsac")]
 
 
@@ -77,6 +81,8 @@ class Args:
     at: tuple[int, ...] = ()
     """env steps at which to tabulate mean and worst-task success and the differences too, e.g. 1000000 2000000
     (from each run's evaluation at that step)"""
+    until: int | None = None
+    """read each run up to this env step only, as if it had ended there (runs of 1M steps beside runs of 2M)"""
 
 
 @dataclass
@@ -107,7 +113,7 @@ def read_rows(path: str, columns: list[str]) -> list[dict]:
         return [row for row in reader if all(row.get(c) not in (None, "") for c in columns)]
 
 
-def load_run(path: str, include_unfinished: bool) -> Run:
+def load_run(path: str, include_unfinished: bool, until: int | None = None) -> Run:
     config_path = os.path.join(path, "config.json")
     if not os.path.exists(config_path):
         raise Skip("no config.json (not a run directory)")
@@ -116,6 +122,7 @@ def load_run(path: str, include_unfinished: bool) -> Run:
             config = json.load(f)
         method, tasks, seed = config["exp_name"], list(config["task_names"]), int(config["seed"])
         final_step = config["total_timesteps"] // config["num_envs"] * config["num_envs"]
+        final_step = final_step if until is None else min(final_step, until)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise Skip(f"unreadable config.json ({type(error).__name__}: {error})") from error
     bench = f"custom{len(tasks)}" if config.get("tasks") else config["env_id"]
@@ -133,7 +140,7 @@ def load_run(path: str, include_unfinished: bool) -> Run:
     except (OSError, ValueError) as error:
         raise Skip(f"unreadable eval.csv ({type(error).__name__}: {error})") from error
     # an evaluation that a crash cut short has rows for only some tasks: it does not count
-    steps = sorted(s for s, row in by_step.items() if set(row) == set(tasks))
+    steps = sorted(s for s, row in by_step.items() if set(row) == set(tasks) and (until is None or s <= until))
     if not steps:
         raise Skip("no complete evaluation yet")
     if steps[-1] < final_step and not include_unfinished:
@@ -148,6 +155,7 @@ def load_run(path: str, include_unfinished: bool) -> Run:
             run.episodes[task] = np.array(
                 [int(r["global_step"]) for r in episodes if r["task"] == task], dtype=np.int64
             )
+            run.episodes[task] = run.episodes[task][run.episodes[task] <= (until or np.inf)]
     except (OSError, ValueError, Skip):
         run.episodes = {}
     try:
@@ -155,7 +163,7 @@ def load_run(path: str, include_unfinished: bool) -> Run:
             q = run.sampler.setdefault(int(row["global_step"]), np.full(len(tasks), np.nan))
             if row["task"] in tasks:
                 q[tasks.index(row["task"])] = float(row["prob"])
-        run.sampler = {s: q for s, q in run.sampler.items() if np.isfinite(q).all()}
+        run.sampler = {s: q for s, q in run.sampler.items() if np.isfinite(q).all() and s <= (until or np.inf)}
     except (OSError, ValueError, Skip):
         run.sampler = {}
     return run
@@ -341,10 +349,10 @@ def bootstrap_difference(a: np.ndarray, b: np.ndarray, args: Args) -> tuple[floa
 
 
 def compared_pairs(methods) -> list[tuple[str, str]]:
-    """(method, baseline): each method minus the Uniform of its learner, and ours minus the reference."""
+    """(method, baseline): each method minus the Uniform of its learner and network, and ours minus the reference."""
     pairs = []
     for m in methods:
-        baseline = "uniform_ppo" if m.endswith("_ppo") else "uniform_sac"
+        baseline = OWN_BASELINE.get(m, "uniform_ppo" if m.endswith("_ppo") else "uniform_sac")
         if m != baseline and baseline in methods and m != "reference_mtsac":
             pairs.append((m, baseline))
     return pairs + [(a, b) for a, b in REFERENCE_PAIRS if a in methods and b in methods]
@@ -645,11 +653,13 @@ def main(args: Args):
         sys.exit("error: --thresholds must be success levels in (0, 1]")
     if args.reps < 100:
         sys.exit(f"error: --reps must be at least 100 bootstrap resamples, got {args.reps}")
+    if args.until is not None and args.until < 1:
+        sys.exit(f"error: --until must be a positive number of env steps, got {args.until}")
     groups: dict[tuple, list[Run]] = {}  # (benchmark, task list) -> runs
     skipped: list[tuple[str, str]] = []
     for path in find_run_dirs(args.runs):
         try:
-            run = load_run(path, args.include_unfinished)
+            run = load_run(path, args.include_unfinished, args.until)
         except Skip as why:
             skipped.append((path, str(why)))
             continue

@@ -4,9 +4,10 @@
 #   python benchmark/speed.py --configs mt10 --modes fp32 bf16 # a subset
 #
 # For each configuration (MT10 and MT50 at Meta-World+ MTSAC's size, MT10 with 2 x 256 networks and batch 260, the
-# laptop size where the work around the matmuls dominates, and the small one of the learning test)
+# laptop size where the work around the matmuls dominates, the small one of the learning test, and MOORE's
+# baselines/moore_sac.py at the two MT10 sizes)
 # and each mode (eager fp32, --bf16, --compile, both, and --cudagraphs on a GPU) it measures
-# - updates/s of `learn`, the very function the training loop calls (imported from uniform_sac.py),
+# - updates/s of `learn`, the very function the training loop calls (imported from the configuration's script),
 #   on a replay buffer of random data: the median of --repeats timing windows, and their range (our
 #   machines are shared: a neighbour's load can put one window off by 10% or more);
 # - the update's arithmetic (matmul FLOPs counted by torch's FlopCounterMode) per second, against the
@@ -15,13 +16,14 @@
 #   recorded as it ran) timed on its own, their sum against the update's time; the rest of the update's
 #   time is the elementwise work, the optimizers, the buffer draw and Python, and what the matmuls lose
 #   inside the update (their operands coming from memory rather than cache);
-# - the full training loop's env steps/s (uniform_sac.py run for real, eval off, rate between its
+# - the full training loop's env steps/s (the script run for real, eval off, rate between its
 #   TensorBoard SPS points once updates have started), against the update-only bound
 #   updates/s x num-envs: how much the env, acting, the buffer and logging cost on top of learning;
 # - peak memory: of the training process (CPU, max RSS) or of the device (GPU, max allocated).
 # It prints a table of ratios and writes it as Markdown (--out).
 import datetime
 import gc
+import importlib
 import math
 import os
 import platform
@@ -40,18 +42,20 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(1, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "baselines"))
 from uniform_sac import Args as SACArgs
-from uniform_sac import make_learner, resolve_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# the configurations: (arguments of uniform_sac.py, number of tasks)
+# the configurations: (the script, its arguments, the number of tasks)
+MT10_SMALL = ["--env-id", "MT10", "--hidden-dims", "256", "256", "--batch-size", "260"]
 CONFIGS = {
-    "mt10": (["--env-id", "MT10"], 10),
-    "mt50": (["--env-id", "MT50"], 50),
-    "mt10-small": (["--env-id", "MT10", "--hidden-dims", "256", "256", "--batch-size", "260"], 10),
+    "mt10": ("uniform_sac.py", ["--env-id", "MT10"], 10),
+    "mt50": ("uniform_sac.py", ["--env-id", "MT50"], 50),
+    "mt10-small": ("uniform_sac.py", MT10_SMALL, 10),
     # the learning test's: two tasks, one slot, 100-step episodes, 2 x 64 networks, batch 128
     "small": (
+        "uniform_sac.py",
         [
             "--tasks",
             "drawer-close-v3",
@@ -68,6 +72,9 @@ CONFIGS = {
         ],
         2,
     ),
+    # MOORE's networks (4 experts on MT10) at the sizes of mt10 and mt10-small
+    "mt10-moore": ("baselines/moore_sac.py", ["--env-id", "MT10"], 10),
+    "mt10-small-moore": ("baselines/moore_sac.py", MT10_SMALL, 10),
 }
 MODES = {
     "fp32": [],
@@ -89,7 +96,14 @@ OBS_DIM, ACT_DIM = 39, 4  # Meta-World's observation (before the one-hot) and ac
 
 @dataclass
 class Args:
-    configs: tuple[Literal["mt10", "mt50", "mt10-small", "small"], ...] = ("mt10", "mt50", "mt10-small", "small")
+    configs: tuple[Literal["mt10", "mt50", "mt10-small", "small", "mt10-moore", "mt10-small-moore"], ...] = (
+        "mt10",
+        "mt50",
+        "mt10-small",
+        "small",
+        "mt10-moore",
+        "mt10-small-moore",
+    )
     """configurations to measure"""
     modes: tuple[Literal["fp32", "bf16", "compile", "compile+bf16", "cudagraphs", "cudagraphs+bf16"], ...] = ()
     """modes to measure (unset: all the device supports; cudagraphs needs a GPU, bf16 on a CPU AVX-512 or AMX)"""
@@ -200,10 +214,17 @@ def matmuls_alone(calls: list, device: torch.device) -> float:
     return total
 
 
+def script_module(config: str):
+    """The configuration's script, imported: its Args, resolve_args and make_learner."""
+    script, _, _ = CONFIGS[config]
+    return importlib.import_module(os.path.basename(script).removesuffix(".py"))
+
+
 def learner_args(config: str, mode: str, device: torch.device) -> SACArgs:
-    argv, _ = CONFIGS[config]
+    _, argv, _ = CONFIGS[config]
     argv = [*argv, *MODES[mode], "--run-name", "speed-benchmark", "--cuda" if device.type == "cuda" else "--no-cuda"]
-    return resolve_args(tyro.cli(SACArgs, args=argv))
+    module = script_module(config)
+    return module.resolve_args(tyro.cli(module.Args, args=argv))
 
 
 def measure_update(config: str, mode: str, device: torch.device, args: Args) -> dict:
@@ -211,13 +232,13 @@ def measure_update(config: str, mode: str, device: torch.device, args: Args) -> 
     alone (eager modes only: the table gives a compiled or captured update its eager mode's figure), and
     the device's peak memory."""
     run_args = learner_args(config, mode, device)
-    k = CONFIGS[config][1]
+    k = CONFIGS[config][2]
     torch._dynamo.reset()  # every measurement compiles afresh, as a new training process would
     gc.collect()  # and the previous measurement's learner (a reference cycle) is gone
     torch.manual_seed(0)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    learner = make_learner(run_args, OBS_DIM + k, ACT_DIM, k, device)
+    learner = script_module(config).make_learner(run_args, OBS_DIM + k, ACT_DIM, k, device)
     rb, learn = learner.rb, learner.learn
     for buffer in (rb.obs, rb.next_obs, rb.actions, rb.rewards):
         buffer.normal_()
@@ -250,14 +271,14 @@ def measure_update(config: str, mode: str, device: torch.device, args: Args) -> 
 
 
 def measure_loop(config: str, mode: str, device: torch.device, args: Args, with_eval: bool = False) -> dict:
-    """Env steps/s of uniform_sac.py itself, timed between the TensorBoard SPS points that come after
+    """Env steps/s of the script itself, timed between the TensorBoard SPS points that come after
     updates have started (and after compilation), and the process's peak memory. Evaluation off; or,
     with_eval, the run goes to its first evaluation at the default interval and the time is taken up to
     the end of that evaluation."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run_args = learner_args(config, mode, device)
-    k = CONFIGS[config][1]
+    script, argv, k = CONFIGS[config]
     # the shortest warm-up of random actions the script allows: one episode of every task
     learning_starts = -(-k // run_args.num_envs) * run_args.num_envs * run_args.max_episode_steps
     # SPS points from here have 100 updates (and compilation) behind them
@@ -266,11 +287,10 @@ def measure_loop(config: str, mode: str, device: torch.device, args: Args, with_
     evaluation = ["--eval-interval", str(10**12), "--eval-episodes", "1"]
     if with_eval:
         total, evaluation = SACArgs.eval_interval, ["--eval-envs-per-task", str(args.eval_envs_per_task)]
-    argv, _ = CONFIGS[config]
     with tempfile.TemporaryDirectory() as workdir:
         command = [
             sys.executable,
-            os.path.join(ROOT, "uniform_sac.py"),
+            os.path.join(ROOT, script),
             *argv,
             *MODES[mode],
             "--total-timesteps",
@@ -457,7 +477,7 @@ def main(args: Args):
             "rate against the "
             "peak and as a share of the update's time (a compiled or captured update is given its eager mode's "
             "figure); the update-only bound is updates/s x env slots (one update per vector step); "
-            f"the full loop is uniform_sac.py itself (--vector-strategy {args.vector_strategy}) with evaluation off"
+            f"the full loop is the script itself (--vector-strategy {args.vector_strategy}) with evaluation off"
             + (
                 "; with evaluation: the same loop up to the end of its first evaluation at the default interval "
                 "(200,000 env steps, "

@@ -3,8 +3,8 @@
 # source this): every method x seed, run locally, printed, or submitted to Slurm.
 #
 # Environment (each has a default in the calling script):
-#   METHODS   methods by script name: uniform_sac drats_sac lp_sac smt_sac uniform_ppo drats_ppo lp_ppo smt_ppo, and
-#             drats_sac_weighted (drats_sac.py --drats-weighted-updates)
+#   METHODS   methods by script name: uniform_sac drats_sac lp_sac smt_sac moore_sac drats_moore_sac uniform_ppo
+#             drats_ppo lp_ppo smt_ppo, and drats_sac_weighted (drats_sac.py --drats-weighted-updates)
 #   SEEDS     seeds, e.g. "1 2 3"
 #   EXTRA     extra arguments for every run, e.g. "--no-track" or "--total-timesteps 1000000"
 #   WORKERS   local runs at a time (default 1)
@@ -20,6 +20,7 @@ declare -p METHOD_ARGS &>/dev/null || declare -A METHOD_ARGS=()  # per-method ar
 declare -A SCRIPT=(  # method name -> script
     [uniform_sac]=uniform_sac.py [drats_sac]=drats_sac.py [drats_sac_weighted]=drats_sac.py
     [lp_sac]=baselines/lp_sac.py [smt_sac]=baselines/smt_sac.py
+    [moore_sac]=baselines/moore_sac.py [drats_moore_sac]=baselines/drats_moore_sac.py
     [uniform_ppo]=baselines/uniform_ppo.py [drats_ppo]=baselines/drats_ppo.py
     [lp_ppo]=baselines/lp_ppo.py [smt_ppo]=baselines/smt_ppo.py
 )

@@ -20,6 +20,8 @@ SCRIPTS = [
     "drats_sac.py",
     "baselines/lp_sac.py",
     "baselines/smt_sac.py",
+    "baselines/moore_sac.py",
+    "baselines/drats_moore_sac.py",
     "baselines/uniform_ppo.py",
     "baselines/drats_ppo.py",
     "baselines/lp_ppo.py",

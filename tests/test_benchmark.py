@@ -228,6 +228,27 @@ def test_filters_and_nothing_to_report(tmp_path):
     assert result.returncode != 0 and "error: --runs" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_until_reads_longer_runs_as_if_they_ended_there_and_moore_is_compared_with_multi_head_sac(tmp_path):
+    # moore_sac runs of 3000 env steps beside uniform_sac runs of 6000: uniform is at 0.5 until 3000, then 1.0
+    runs = tmp_path / "runs"
+    for seed in (1, 2):
+        make_run(runs, f"u{seed}", "uniform_sac", seed, lambda s: [0.5 + 0.5 * (s > 3000)] * 2)
+        make_run(runs, f"m{seed}", "moore_sac", seed, lambda s: [0.75, 0.75], total=3000, last=3000)
+    out = tmp_path / "out"
+    assert "2 runs used" in run_report("--runs", str(runs), "--out", str(out), "--method", "uniform_sac").stdout
+    assert float(read_summary(out)["uniform_sac"]["final_mean_success"]) == pytest.approx(1.0)
+    result = run_report("--runs", str(runs), "--out", str(out), "--until", "3000")
+    assert "4 runs used, 0 skipped" in result.stdout
+    rows = read_summary(out)
+    assert float(rows["uniform_sac"]["final_mean_success"]) == pytest.approx(0.5)
+    with open(out / "custom2_differences.csv") as f:
+        (difference,) = csv.DictReader(f)
+    assert (difference["method"], difference["baseline"]) == ("moore_sac", "uniform_sac")
+    assert float(difference["mean_success_difference"]) == pytest.approx(0.25)
+    result = run_report("--runs", str(runs), "--out", str(out), "--until", "0", check=False)
+    assert result.returncode != 0 and "error: --until" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_different_task_lists_are_reported_apart(tmp_path):
     runs = tmp_path / "runs"
     make_run(runs, "a", "uniform_sac", 1, lambda s: [1.0, 1.0])
@@ -260,7 +281,8 @@ def dry_run(script, **env):
 @pytest.mark.parametrize("script,bench", [("mt10.sh", "MT10"), ("mt50.sh", "MT50")])
 def test_sweep_dry_run_is_the_cross_product(script, bench):
     lines = dry_run(script)
-    methods = ["uniform_sac", "drats_sac", "lp_sac", "smt_sac", "uniform_ppo", "drats_ppo", "lp_ppo", "smt_ppo"]
+    methods = ["uniform_sac", "drats_sac", "lp_sac", "smt_sac", "moore_sac", "drats_moore_sac"]
+    methods += ["uniform_ppo", "drats_ppo", "lp_ppo", "smt_ppo"]
     expected = {(m, s) for m in methods for s in range(1, 11)}
     got = []
     for line in lines:

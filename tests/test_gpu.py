@@ -54,6 +54,8 @@ def read_rows(path):
         ("drats_sac.py", ["--cudagraphs"]),
         ("drats_sac.py", ["--cudagraphs", "--drats-weighted-updates"]),
         ("uniform_sac.py", ["--cudagraphs", "--vector-strategy", "async"]),
+        ("baselines/moore_sac.py", ["--cudagraphs", "--bf16"]),
+        ("baselines/drats_moore_sac.py", ["--compile", "--cudagraphs"]),
     ],
 )
 def test_each_flag_runs_on_the_gpu(workdir, script, flags):

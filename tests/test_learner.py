@@ -15,7 +15,8 @@ def critic_above(value: float, script: str, *flags: str):
     learner = small_learner(script, *flags)
     with torch.no_grad():
         for net in (learner.critic, learner.target_critic):
-            net.net.biases[-1].fill_(value)
+            heads = getattr(net.net, "heads", net.net)  # MOORE's heads are a network of their own
+            heads.biases[-1].fill_(value)
         learner.rb.rewards.fill_(10.0)
     before = [p.detach().clone() for p in learner.critic.parameters()]
     for _ in range(5):

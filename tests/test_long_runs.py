@@ -12,7 +12,7 @@ from conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "baselines"))
 
-SAC_SCRIPTS = ["uniform_sac", "drats_sac", "lp_sac", "smt_sac"]
+SAC_SCRIPTS = ["uniform_sac", "drats_sac", "lp_sac", "smt_sac", "moore_sac", "drats_moore_sac"]
 K, OBS, ACT = 2, 39 + 2, 4
 
 

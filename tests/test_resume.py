@@ -45,8 +45,9 @@ def wait_for_checkpoint(run_dir, proc, timeout=120):
             ["eval.csv", "episodes.csv", "sampler.csv"],
             ["--drats-window", "100", "--drats-weighted-updates"],
         ),
+        ("baselines/moore_sac.py", ["eval.csv", "episodes.csv"], []),
     ],
-    ids=["uniform", "drats", "drats-weighted"],
+    ids=["uniform", "drats", "drats-weighted", "moore"],
 )
 def test_a_run_killed_after_a_checkpoint_resumes_into_the_uninterrupted_run(workdir, script, files, extra):
     whole = run_script(script, *RUN, *extra, "--torch-deterministic", "--run-name", "whole", cwd=workdir)

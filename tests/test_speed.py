@@ -151,6 +151,26 @@ def test_compiled_drats_update_with_weighted_blocks_matches_eager(two_threads):
         torch.testing.assert_close(logs_compiled, logs_eager, rtol=1e-4, atol=1e-5)
 
 
+def test_compiled_moore_update_matches_eager_and_bf16_keeps_it_close(two_threads):
+    # MOORE's experts, Gram-Schmidt and task mixing inside the one-graph update
+    import torch._inductor.config
+    from test_long_runs import small_learner
+
+    eager, compiled, bf16 = (small_learner("moore_sac", *flags) for flags in ([], ["--compile"], ["--bf16"]))
+    for _ in range(2):
+        torch.manual_seed(5)
+        losses_eager = eager.learn()
+        torch.manual_seed(5)
+        with torch._inductor.config.patch(fallback_random=True):
+            losses_compiled = compiled.learn()
+        torch.manual_seed(5)
+        losses_bf16 = bf16.learn()
+        torch.testing.assert_close(losses_compiled, losses_eager, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(losses_bf16, losses_eager, rtol=5e-2, atol=5e-2)
+    for a, b in zip(eager.actor.parameters(), compiled.actor.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_compiled_update_is_one_graph_without_autograd_at_run_time(two_threads):
     # compile_update's fullgraph: a graph break raises; one graph that holds its own backward records no autograd
     # node when it runs (the old split update saved a forward's tensors for a separate backward at every call)

@@ -86,6 +86,7 @@ ZERO_DEFAULTS = {  # arguments whose unset default is computed: an explicit 0 mu
     "uniform_sac.py": ["--total-timesteps", "--num-envs", "--batch-size", "--buffer-size", "--checkpoint-interval"],
     "drats_sac.py": ["--drats-initial-target"],
     "baselines/smt_sac.py": ["--smt-num-active"],
+    "baselines/moore_sac.py": ["--num-experts"],
     "baselines/uniform_ppo.py": ["--total-timesteps", "--num-envs", "--eval-interval", "--checkpoint-interval"],
     "baselines/drats_ppo.py": ["--drats-window"],
     "baselines/lp_ppo.py": ["--lp-window"],
