@@ -38,7 +38,7 @@ CONFIG = [
 
 
 def test_ppo_learns_an_easy_task_pair(workdir):
-    result = run_script("baselines/uniform_ppo.py", *CONFIG, "--run-name", "learn", cwd=workdir, timeout=900)
+    result = run_script("baselines/uniform_ppo.py", *CONFIG, "--run-name", "learn", cwd=workdir, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     success = defaultdict(list)
     with open(os.path.join(workdir, "runs", "learn", "eval.csv")) as f:
