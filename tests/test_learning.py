@@ -75,7 +75,7 @@ def test_sac_learns_an_easy_task_pair(workdir, flags):
 
 
 @pytest.mark.skipif(
-    os.environ.get("SLOW_TESTS") != "1", reason="five minutes of CPU: SLOW_TESTS=1 runs it (CI keeps to 15 minutes)"
+    os.environ.get("SLOW_TESTS") != "1", reason="minutes of CPU: SLOW_TESTS=1 runs it (CI keeps to 15 minutes)"
 )
 def test_moore_sac_learns_the_same_pair(workdir):
     # MOORE's networks (four experts) on the same pair and settings, 20k env steps (its calibration:
