@@ -316,6 +316,17 @@ def test_study_runs_the_primary_comparison_first_and_the_weighted_variant_with_i
     assert [line.split()[2] for line in pilot] == ["pilot__uniform_sac__1", "pilot__uniform_sac__2"]
 
 
+def test_the_moore_check_runs_two_seeds_of_moore_sac_at_the_mt10_studys_settings_for_1m_steps():
+    lines = dry_run("moore_check.sh")
+    assert [line.split()[2] for line in lines] == ["moorecheck__moore_sac__1", "moorecheck__moore_sac__2"]
+    study = dry_run("mt10_study.sh", METHODS="uniform_sac", SEEDS="1")[0].split()
+    for seed, line in enumerate(lines, 1):
+        words = line.split()
+        assert words[3] == "baselines/moore_sac.py"
+        # the study's arguments, with 1M env steps in place of its 2M
+        assert words[4:] == [w.replace("2000000", "1000000") for w in study[4:-1]] + [str(seed)]
+
+
 def test_sweep_rejects_bad_settings():
     for env, message in [
         ({"METHODS": "sac"}, "METHODS: unknown method sac"),
