@@ -471,11 +471,13 @@ def restore_checkpoint(state: dict, parts: dict, rng, device, eval_envs, captura
     """The saved parts (a checkpoint taken without the replay buffer has none to restore) and random generators."""
     for name, saved in state.pop("parts").items():  # popped: each host copy is freed once its part holds it
         part = parts[name]
+        if isinstance(part, torch.optim.Optimizer):
+            # this run's flags, not the saved ones: --cudagraphs may change, and a PPO checkpoint from before its Adam
+            # was fused has fused unset (load_state_dict then puts Adam's step counter where these flags want it)
+            for group in saved["param_groups"]:
+                group.update(capturable=capturable, fused=part.defaults["fused"])
         if hasattr(part, "load_state_dict"):
             part.load_state_dict(saved)
-            # this run's flag, not the saved one: --cudagraphs may change
-            for group in getattr(part, "param_groups", []):
-                group["capturable"] = capturable
         elif isinstance(part, torch.Tensor):
             part.data[...] = saved
         else:  # an object's arrays, in place (a captured CUDA graph reads the replay buffer's tensors there)
@@ -650,19 +652,28 @@ class Adam(torch.optim.Adam):
         if not torch.compiler.is_compiling():
             super().zero_grad(set_to_none)
 
-    def step(self, closure=None):
+    def step(self, closure=None, skip: torch.Tensor | None = None):
+        """skip: a bool on the device; where it is True, the step leaves the parameters and the state as they are,
+        with no host sync (torch's fused kernel skips on its `found_inf`, as it does for a mixed-precision scaler)."""
         if not torch.compiler.is_compiling():
+            self.found_inf = None if skip is None else skip.float()
             return super().step(closure)
         (group,) = self.param_groups
         beta1, beta2 = group["betas"]
+
+        def kept(old, new):
+            return new if skip is None else torch.where(skip, old, new)
+
         with torch.no_grad():
             for p in group["params"]:  # torch's Adam without weight decay or amsgrad
                 state, grad = self.state[p], p.grad
-                state["step"] += 1
-                state["exp_avg"].lerp_(grad, 1 - beta1)
-                state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                bias1, bias2 = 1 - beta1 ** state["step"], 1 - beta2 ** state["step"]
-                p.sub_(group["lr"] / bias1 * state["exp_avg"] / ((state["exp_avg_sq"] / bias2).sqrt() + group["eps"]))
+                step = state["step"] + 1
+                exp_avg = state["exp_avg"].lerp(grad, 1 - beta1)
+                exp_avg_sq = state["exp_avg_sq"].mul(beta2).addcmul_(grad, grad, value=1 - beta2)
+                bias1, bias2 = 1 - beta1**step, 1 - beta2**step
+                p.copy_(kept(p, p - group["lr"] / bias1 * exp_avg / ((exp_avg_sq / bias2).sqrt() + group["eps"])))
+                for name, value in [("step", step), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)]:
+                    state[name].copy_(kept(state[name], value))
                 p.grad = None  # so each call of the compiled update starts as the first did, with no gradients
 
 

@@ -6,6 +6,7 @@
 import math
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal
@@ -83,6 +84,11 @@ class Args:
     """use CUDA when it is available"""
     torch_deterministic: bool = True
     """torch.backends.cudnn.deterministic"""
+    bf16: bool = False
+    """bfloat16 autocast for the networks' torsos (weights, optimizer state, heads, losses stay fp32; a CPU needs
+    AVX-512 or AMX)"""
+    compile: bool = False
+    """torch.compile the minibatch step (losses, gradients, clips, Adam steps)"""
     track: bool = False
     """log to Weights & Biases (TensorBoard is always written)"""
     wandb_project_name: str = "drats"
@@ -246,10 +252,14 @@ class MultiHeadMLP(nn.Module):
 
     def forward(self, x: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
         """x: (batch, in_dim), task: (batch,) -> (ensemble, batch, out_dim)"""
-        for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            x = torch.matmul(x, w) + b
-            if layer < len(self.weights) - 1:
-                x = F.relu(x)
+        x = x.expand(self.weights[0].shape[0], -1, -1)
+        for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
+            # the bias added inside the matmul: under --bf16 a separate `+ b` would be an fp32 add and a cast back
+            x = F.relu(torch.baddbmm(b, x, w))
+        # the heads in fp32 under --bf16 too: bf16 would round a value near 500 by up to 2 (more than a reward) and
+        # the log-probabilities whose ratio PPO clips
+        with torch.autocast(x.device.type, enabled=False):
+            x = torch.baddbmm(self.biases[-1], x.float(), self.weights[-1])
         heads = x.unflatten(-1, (self.num_tasks, self.out_dim))
         return heads[:, torch.arange(task.shape[0], device=task.device), task]
 
@@ -258,11 +268,15 @@ class Agent(nn.Module):
     """A Gaussian policy (no tanh squashing; the env gets the action clipped to [-1, 1]) and a value
     function, separate networks, each with one head per task."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_dims, num_tasks: int):
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dims, num_tasks: int, bf16: bool = False):
         super().__init__()
         self.actor = MultiHeadMLP(obs_dim, hidden_dims, 2 * act_dim, num_tasks, head_scale=1e-3)
         self.critic = MultiHeadMLP(obs_dim, hidden_dims, 1, num_tasks, head_scale=3e-3)
-        self.num_tasks = num_tasks
+        self.num_tasks, self.bf16 = num_tasks, bf16
+
+    def autocast(self, device: torch.device):
+        """--bf16: the torsos' matmuls in bfloat16"""
+        return torch.autocast(device.type, torch.bfloat16, enabled=self.bf16)
 
     def value(self, obs: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
         return self.critic(obs, task)[0, :, 0]
@@ -289,7 +303,7 @@ class Agent(nn.Module):
         """Actions for a batch of env observations; the task id is read from their one-hot."""
         obs = torch.as_tensor(obs, dtype=torch.float32, device=next(self.parameters()).device)
         task = obs[:, -self.num_tasks :].argmax(-1)
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast(obs.device):
             action = self.policy(obs, task)[0] if deterministic else self.sample(obs, task)[0]
         return action.clamp(-1, 1).cpu().numpy()
 
@@ -317,6 +331,122 @@ def normalize_per_task(adv: torch.Tensor, task: torch.Tensor, num_tasks: int) ->
     mean = (zeros.index_add(0, task, adv) / count)[task]
     std = (zeros.index_add(0, task, (adv - mean).pow(2)) / count).sqrt()[task]
     return (adv - mean) / (std + 1e-8)
+
+
+# ---- The PPO update ----
+@dataclass
+class Rollout:
+    """A rollout of num_steps vector steps from every slot, on the training device; the rewards on the host, copied
+    once per rollout."""
+
+    obs: torch.Tensor  # (num_steps, num_envs, obs_dim)
+    actions: torch.Tensor  # (num_steps, num_envs, act_dim), before the clip to [-1, 1]
+    log_probs: torch.Tensor  # (num_steps, num_envs)
+    values: torch.Tensor  # (num_steps, num_envs)
+    tasks: torch.Tensor  # (num_steps, num_envs) task ids
+    rewards: np.ndarray  # (num_steps, num_envs)
+    last_values: torch.Tensor  # (episodes per slot, num_envs): the value of each episode's true last observation
+
+
+@dataclass
+class Learner:
+    """What make_learner builds: the agent, its two optimizers, the rollout store, and `learn`, the PPO update over
+    the stored rollout."""
+
+    agent: Agent
+    actor_optimizer: torch.optim.Optimizer
+    critic_optimizer: torch.optim.Optimizer
+    rollout: Rollout
+    learn: Callable
+
+
+def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device: torch.device) -> Learner:
+    """The agent, its optimizers, the store of one rollout and `learn`, the update that the training loop calls after
+    each rollout (benchmark/speed.py times this very function)."""
+    agent = Agent(obs_dim, act_dim, args.hidden_dims, num_tasks, args.bf16).to(device)
+    # the actor and the critic each have their own optimizer and gradient clip, as in the authors' learner (torch's
+    # fused Adam: it can skip a step on the device, which the KL stop below needs)
+    actor_optimizer = run_utils.Adam(agent.actor.parameters(), lr=args.learning_rate, eps=args.adam_eps)
+    critic_optimizer = run_utils.Adam(agent.critic.parameters(), lr=args.learning_rate, eps=args.adam_eps)
+
+    rounds, rollout_size = args.num_steps // args.max_episode_steps, args.num_steps * args.num_envs
+    steps = (args.num_steps, args.num_envs)
+    rollout = Rollout(
+        obs=torch.zeros(*steps, obs_dim, device=device),
+        actions=torch.zeros(*steps, act_dim, device=device),
+        log_probs=torch.zeros(steps, device=device),
+        values=torch.zeros(steps, device=device),
+        tasks=torch.zeros(steps, dtype=torch.long, device=device),
+        rewards=np.zeros(steps, dtype=np.float32),
+        last_values=torch.zeros(rounds, args.num_envs, device=device),
+    )
+
+    def minibatch_step(batch: tuple, mb: torch.Tensor, active: torch.Tensor):
+        """One clipped policy-gradient step on the minibatch `mb` of the rollout `batch`, taken only while `active`,
+        a bool on the device that no one reads here (no host sync): the step of the first minibatch whose
+        approximate KL passes the limit, and of every one after it, leaves the networks and optimizers as they are."""
+        obs, actions, tasks, old_log_probs, advantages, returns = (x[mb] for x in batch)
+        with agent.autocast(device):
+            log_prob, entropy, value = agent.evaluate(obs, actions, tasks)
+        log_ratio = log_prob - old_log_probs
+        ratio = log_ratio.exp()
+        with torch.no_grad():
+            approx_kl = ((ratio - 1) - log_ratio).mean()  # the low-variance estimator of KL(old || new)
+            clipfrac = ((ratio - 1).abs() > args.clip_coef).float().mean()
+            active = active & ~(approx_kl > 1.5 * args.target_kl)
+        if args.norm_adv:
+            advantages = normalize_per_task(advantages, tasks, num_tasks)
+        clipped_ratio = ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)
+        pg_loss = torch.max(-advantages * ratio, -advantages * clipped_ratio).mean()
+        v_loss = 0.5 * (value - returns).pow(2).mean()
+        loss = pg_loss - args.ent_coef * entropy.mean() + args.vf_coef * v_loss
+        actor_optimizer.zero_grad()
+        critic_optimizer.zero_grad()
+        loss.backward()  # the policy's terms reach only the actor, the value's only the critic
+        run_utils.clip_grad_norm_(agent.actor.parameters(), args.max_grad_norm)
+        run_utils.clip_grad_norm_(agent.critic.parameters(), args.max_grad_norm)
+        actor_optimizer.step(skip=~active)
+        critic_optimizer.step(skip=~active)
+        stats = torch.stack([pg_loss, v_loss, entropy.mean(), approx_kl, clipfrac, torch.ones((), device=device)])
+        return torch.where(active, stats.detach(), 0), active
+
+    if args.compile:  # the minibatch step, losses to Adam steps, as one graph
+        minibatch_step = run_utils.compile_update(minibatch_step)
+
+    def ppo_update():
+        """Clipped policy-gradient passes over the rollout, stopped early when the policy moves too far."""
+        with torch.no_grad():
+            rewards = torch.as_tensor(rollout.rewards, device=device)
+
+            def split(x):
+                return x.unflatten(0, (rounds, args.max_episode_steps))
+
+            values = split(rollout.values)
+            advantages, returns = gae(split(rewards), values, rollout.last_values, args.gamma, args.gae_lambda)
+        b_returns, b_values = returns.flatten(), rollout.values.flatten()
+        batch = (
+            rollout.obs.flatten(0, 1),
+            rollout.actions.flatten(0, 1),
+            rollout.tasks.flatten(0, 1),
+            rollout.log_probs.flatten(),
+            advantages.flatten(),
+            b_returns,
+        )
+        sums = torch.zeros(6, device=device)  # pg_loss, v_loss, entropy, approx_kl, clipfrac, minibatches
+        active, epochs_done = torch.ones((), dtype=torch.bool, device=device), 0
+        for _ in range(args.update_epochs):
+            for mb in torch.randperm(rollout_size, device=device).tensor_split(args.num_minibatches):
+                stats, active = minibatch_step(batch, mb, active)
+                sums += stats
+                if device.type == "cpu" and not active:  # the stop read at once where reading it costs nothing
+                    break
+            if not active:  # on a GPU the one host sync of a pass: the minibatches after the stop changed nothing
+                break
+            epochs_done += 1
+        explained_variance = 1 - (b_returns - b_values).var() / b_returns.var().clamp_min(1e-8)
+        return sums, explained_variance, epochs_done
+
+    return Learner(agent, actor_optimizer, critic_optimizer, rollout, ppo_update)
 
 
 # ---- LP ----
@@ -397,70 +527,11 @@ if __name__ == "__main__":
     envs, eval_envs = make_envs(args, task_names, goals)
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
 
-    agent = Agent(obs_dim, act_dim, args.hidden_dims, num_tasks).to(device)
-    # the actor and the critic each have their own optimizer and gradient clip, as in the authors' learner
-    actor_optimizer = torch.optim.Adam(agent.actor.parameters(), lr=args.learning_rate, eps=args.adam_eps)
-    critic_optimizer = torch.optim.Adam(agent.critic.parameters(), lr=args.learning_rate, eps=args.adam_eps)
+    learner = make_learner(args, obs_dim, act_dim, num_tasks, device)
+    agent, rollout = learner.agent, learner.rollout
     run_utils.check_output_location(run_dir)
-    parts = {"agent": agent, "actor_optimizer": actor_optimizer, "critic_optimizer": critic_optimizer}  # checkpointed
-
-    # the rollout, on the training device; rounds = episodes per slot in a rollout
-    rounds = args.num_steps // args.max_episode_steps
-    obs_buf = torch.zeros(args.num_steps, args.num_envs, obs_dim, device=device)
-    actions_buf = torch.zeros(args.num_steps, args.num_envs, act_dim, device=device)
-    log_probs_buf = torch.zeros(args.num_steps, args.num_envs, device=device)
-    values_buf = torch.zeros(args.num_steps, args.num_envs, device=device)
-    tasks_buf = torch.zeros(args.num_steps, args.num_envs, dtype=torch.long, device=device)
-    rewards_buf = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)  # on the host, copied once per rollout
-    last_values = torch.zeros(rounds, args.num_envs, device=device)
-
-    def ppo_update():
-        """Clipped policy-gradient passes over the rollout, stopped early when the policy moves too far."""
-        with torch.no_grad():
-            rewards = torch.as_tensor(rewards_buf, device=device)
-
-            def split(x):
-                return x.unflatten(0, (rounds, args.max_episode_steps))
-
-            advantages, returns = gae(split(rewards), split(values_buf), last_values, args.gamma, args.gae_lambda)
-        b_obs, b_actions, b_tasks = obs_buf.flatten(0, 1), actions_buf.flatten(0, 1), tasks_buf.flatten(0, 1)
-        b_log_probs, b_values = log_probs_buf.flatten(), values_buf.flatten()
-        b_advantages, b_returns = advantages.flatten(), returns.flatten()
-        sums = torch.zeros(6, device=device)  # pg_loss, v_loss, entropy, approx_kl, clipfrac, minibatches
-        stopped, epochs_done = False, 0
-        for _ in range(args.update_epochs):
-            for mb in torch.randperm(rollout_size, device=device).tensor_split(args.num_minibatches):
-                log_prob, entropy, value = agent.evaluate(b_obs[mb], b_actions[mb], b_tasks[mb])
-                log_ratio = log_prob - b_log_probs[mb]
-                ratio = log_ratio.exp()
-                with torch.no_grad():
-                    approx_kl = ((ratio - 1) - log_ratio).mean()  # the low-variance estimator of KL(old || new)
-                    clipfrac = ((ratio - 1).abs() > args.clip_coef).float().mean()
-                # the KL check needs the number on the host: one sync per minibatch, the only one here
-                if approx_kl.item() > 1.5 * args.target_kl:
-                    stopped = True
-                    break
-                adv = b_advantages[mb]
-                if args.norm_adv:
-                    adv = normalize_per_task(adv, b_tasks[mb], num_tasks)
-                pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)).mean()
-                v_loss = 0.5 * (value - b_returns[mb]).pow(2).mean()
-                loss = pg_loss - args.ent_coef * entropy.mean() + args.vf_coef * v_loss
-                actor_optimizer.zero_grad()
-                critic_optimizer.zero_grad()
-                loss.backward()  # the policy's terms reach only the actor, the value's only the critic
-                nn.utils.clip_grad_norm_(agent.actor.parameters(), args.max_grad_norm)
-                nn.utils.clip_grad_norm_(agent.critic.parameters(), args.max_grad_norm)
-                actor_optimizer.step()
-                critic_optimizer.step()
-                sums += torch.stack(
-                    [pg_loss, v_loss, entropy.mean(), approx_kl, clipfrac, torch.ones((), device=device)]
-                ).detach()
-            if stopped:
-                break
-            epochs_done += 1
-        explained_variance = 1 - (b_returns - b_values).var() / b_returns.var().clamp_min(1e-8)
-        return sums, explained_variance, epochs_done
+    # checkpointed (a checkpoint is taken between rollouts, so the rollout store is not)
+    parts = {"agent": agent, "actor_optimizer": learner.actor_optimizer, "critic_optimizer": learner.critic_optimizer}
 
     loop = run_utils.LoopState(**state["loop"]) if state else run_utils.LoopState.start(num_tasks)
     resume_step = loop.step * rollout_size if state else None  # global step of the checkpoint
@@ -520,15 +591,15 @@ if __name__ == "__main__":
                 slot_task_ids = torch.as_tensor(slot_tasks, device=device)
                 obs = torch.as_tensor(obs, dtype=torch.float32, device=device)
             global_step = (step + 1) * args.num_envs
-            with torch.no_grad():
+            with torch.no_grad(), agent.autocast(device):
                 actions, log_prob, value = agent.sample(obs, slot_task_ids)
-            obs_buf[t] = obs
-            actions_buf[t] = actions
-            log_probs_buf[t] = log_prob
-            values_buf[t] = value
-            tasks_buf[t] = slot_task_ids
+            rollout.obs[t] = obs
+            rollout.actions[t] = actions
+            rollout.log_probs[t] = log_prob
+            rollout.values[t] = value
+            rollout.tasks[t] = slot_task_ids
             next_obs, rewards, terminations, truncations, infos = envs.step(actions.clamp(-1, 1).cpu().numpy())
-            rewards_buf[t] = rewards
+            rollout.rewards[t] = rewards
             episode_return += rewards
             episode_success |= infos["success"] > 0
             obs = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
@@ -537,9 +608,9 @@ if __name__ == "__main__":
                 loop.round_index += 1
                 # Truncation at the episode limit is not a terminal state: the advantages bootstrap
                 # from the value of the true last observation (autoreset is off, so obs is that).
-                with torch.no_grad():
+                with torch.no_grad(), agent.autocast(device):
                     not_done = torch.as_tensor(1.0 - terminations, dtype=torch.float32, device=device)
-                    last_values[t // args.max_episode_steps] = agent.value(obs, slot_task_ids) * not_done
+                    rollout.last_values[t // args.max_episode_steps] = agent.value(obs, slot_task_ids) * not_done
                 log.episodes(global_step, slot_tasks, episode_return, episode_success)
                 sampler.observe(slot_tasks, episode_return, episode_success)  # LP
                 loop.env_steps_per_task += np.bincount(slot_tasks, minlength=num_tasks) * args.max_episode_steps
@@ -556,7 +627,7 @@ if __name__ == "__main__":
             progress.extra["q"] = f"{sampler.task_probs.min():.3f}-{sampler.task_probs.max():.3f}"
         # ---- end LP ----
 
-        sums, explained_variance, epochs = ppo_update()
+        sums, explained_variance, epochs = learner.learn()
         losses = torch.cat([sums[:5] / sums[5].clamp_min(1), explained_variance[None]])
         run_utils.check_finite(losses[:4], loss_names[:4], global_step, run_dir, progress)
         # one sync per rollout

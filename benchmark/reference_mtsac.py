@@ -52,46 +52,84 @@ class Args:
     """the reference's commit, recorded in config.json (unset: read from --reference-dir when it is a git checkout)"""
 
 
-def main(args: Args):
-    if args.reference_dir:
-        sys.path.insert(0, args.reference_dir)
+def import_reference(reference_dir: str | None):
+    """A checkout of the reference first on the path; one line and a stop if its package is not importable."""
+    if reference_dir:
+        sys.path.insert(0, reference_dir)
     try:
-        from metaworld.evaluation import evaluation
-        from metaworld_algorithms.config.networks import ContinuousActionPolicyConfig, QValueFunctionConfig
-        from metaworld_algorithms.config.nn import MultiHeadConfig
-        from metaworld_algorithms.config.optim import OptimizerConfig
-        from metaworld_algorithms.config.rl import OffPolicyTrainingConfig
-        from metaworld_algorithms.envs import MetaworldConfig
-        from metaworld_algorithms.rl.algorithms import MTSACConfig
-        from metaworld_algorithms.rl.algorithms.mtsac import MTSAC
+        import metaworld_algorithms  # noqa: F401
     except ImportError as error:
         sys.exit(f"error: the reference's package is not importable ({error}); see --reference-dir")
-    num_tasks, episode_steps = 10, 500
-    if os.path.exists(args.out):
-        sys.exit(f"error: --out: {args.out} already exists (a run is never overwritten)")
-    os.makedirs(args.out)
 
-    eval_csv = open(os.path.join(args.out, "eval.csv"), "w", newline="")
+
+def recorded_run(out: str, eval_interval: int, env_fields: dict):
+    """The run folder (never an existing one) and the reference's MT10 env configuration, whose evaluate() also
+    writes each evaluation's per-task results to <out>/eval.csv in our format. Returns the configuration and the
+    list of mean success rates, one per evaluation so far."""
+    from metaworld.evaluation import evaluation
+    from metaworld_algorithms.envs import MetaworldConfig
+
+    if os.path.exists(out):
+        sys.exit(f"error: --out: {out} already exists (a run is never overwritten)")
+    os.makedirs(out)
+    eval_csv = open(os.path.join(out, "eval.csv"), "w", newline="")
     writer = csv.writer(eval_csv)
     writer.writerow(["global_step", "task", "success_rate", "mean_return"])
     evaluations = []
 
     @dataclass(frozen=True)
     class RecordedMetaworldConfig(MetaworldConfig):
-        """The reference's MT10 configuration, whose evaluate() also writes its per-task results to eval.csv."""
-
         def evaluate(self, envs, agent):
             mean_success, mean_return, success_per_task, returns = evaluation(agent, envs, self.evaluation_num_episodes)
             evaluations.append(mean_success)
             # the reference evaluates every eval_interval env steps (a multiple of its rounds), so the n-th is at n x it
-            step = len(evaluations) * args.eval_interval
+            step = len(evaluations) * eval_interval
             for task, success in success_per_task.items():
                 writer.writerow([step, task, success, float(np.mean(returns[task]))])
             eval_csv.flush()
             print(f"global step {step}: mean evaluation success {mean_success:.3f}", flush=True)
             return mean_success, mean_return, success_per_task
 
-    env = RecordedMetaworldConfig(env_id="MT10", terminate_on_success=False, evaluation_num_episodes=args.eval_episodes)
+    return RecordedMetaworldConfig(env_id="MT10", **env_fields), evaluations
+
+
+def write_config(args, name: str, reference: str, algorithm, training):
+    """config.json in our format: our arguments, the reference's configuration objects, its commit, the versions."""
+    commit = args.reference_commit or ""
+    if not commit and args.reference_dir and os.path.isdir(os.path.join(args.reference_dir, ".git")):
+        git = ["git", "-C", args.reference_dir, "rev-parse", "HEAD"]
+        commit = subprocess.run(git, capture_output=True, text=True).stdout.strip()
+    versions = {p: version(p) for p in ["jax", "flax", "optax", "metaworld", "mujoco", "gymnasium", "numpy"]}
+    config = {
+        **dataclasses.asdict(args),
+        "exp_name": name,
+        "script": name,
+        "env_id": "MT10",
+        "tasks": [],
+        "num_envs": 10,
+        "task_names": list(__import__("metaworld").MT10(seed=args.seed).train_classes),
+        "reference": reference,
+        "reference_commit": commit or None,
+        "reference_config": {"algorithm": repr(algorithm), "training": repr(training)},
+        "versions": versions,
+        "command": " ".join(sys.argv),
+    }
+    with open(os.path.join(args.out, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+
+
+def main(args: Args):
+    import_reference(args.reference_dir)
+    from metaworld_algorithms.config.networks import ContinuousActionPolicyConfig, QValueFunctionConfig
+    from metaworld_algorithms.config.nn import MultiHeadConfig
+    from metaworld_algorithms.config.optim import OptimizerConfig
+    from metaworld_algorithms.config.rl import OffPolicyTrainingConfig
+    from metaworld_algorithms.rl.algorithms import MTSACConfig
+    from metaworld_algorithms.rl.algorithms.mtsac import MTSAC
+
+    num_tasks, episode_steps = 10, 500
+    env_fields = {"terminate_on_success": False, "evaluation_num_episodes": args.eval_episodes}
+    env, evaluations = recorded_run(args.out, args.eval_interval, env_fields)
 
     def network():
         return MultiHeadConfig(
@@ -112,28 +150,8 @@ def main(args: Args):
         warmstart_steps=args.learning_starts // num_tasks,
         evaluation_frequency=args.eval_interval // episode_steps,
     )
-    commit = args.reference_commit or ""
-    if not commit and args.reference_dir and os.path.isdir(os.path.join(args.reference_dir, ".git")):
-        git = ["git", "-C", args.reference_dir, "rev-parse", "HEAD"]
-        commit = subprocess.run(git, capture_output=True, text=True).stdout.strip()
-    versions = {p: version(p) for p in ["jax", "flax", "optax", "metaworld", "mujoco", "gymnasium", "numpy"]}
-    task_names = list(__import__("metaworld").MT10(seed=args.seed).train_classes)
-    config = {
-        **dataclasses.asdict(args),
-        "exp_name": "reference_mtsac",
-        "script": "reference_mtsac",
-        "env_id": "MT10",
-        "tasks": [],
-        "num_envs": num_tasks,
-        "task_names": task_names,
-        "reference": "rainx0r/metaworld-algorithms, multi-head MTSAC (examples/multi_task/mtmhsac_mt10.py)",
-        "reference_commit": commit or None,
-        "reference_config": {"algorithm": repr(algorithm), "training": repr(training)},
-        "versions": versions,
-        "command": " ".join(sys.argv),
-    }
-    with open(os.path.join(args.out, "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
+    reference = "rainx0r/metaworld-algorithms, multi-head MTSAC (examples/multi_task/mtmhsac_mt10.py)"
+    write_config(args, "reference_mtsac", reference, algorithm, training)
 
     # as the reference's Run.start() does, without its accelerator check and its checkpoints
     envs = env.spawn(seed=args.seed)
@@ -142,7 +160,6 @@ def main(args: Args):
     np.random.seed(args.seed)
     agent.train(config=training, envs=envs, env_config=env, seed=args.seed, track=False)
     envs.close()
-    eval_csv.close()
     print(f"final mean evaluation success {evaluations[-1]:.3f}; outputs in {args.out}")
 
 

@@ -75,7 +75,34 @@ CONFIGS = {
     # MOORE's networks (4 experts on MT10) at the sizes of mt10 and mt10-small
     "mt10-moore": ("baselines/moore_sac.py", ["--env-id", "MT10"], 10),
     "mt10-small-moore": ("baselines/moore_sac.py", MT10_SMALL, 10),
+    # the authors' PPO: 3 x 400, rollouts of 10,000 steps from each of K slots, 16 passes x 32 minibatches
+    "mt10-ppo": ("baselines/uniform_ppo.py", ["--env-id", "MT10"], 10),
+    "mt50-ppo": ("baselines/uniform_ppo.py", ["--env-id", "MT50"], 50),
+    # the PPO learning test's: two tasks, 100-step episodes, rollouts of 1,000 steps, 2 x 64 networks
+    "small-ppo": (
+        "baselines/uniform_ppo.py",
+        [
+            "--tasks",
+            "drawer-close-v3",
+            "handle-press-v3",
+            "--max-episode-steps",
+            "100",
+            "--num-steps",
+            "1000",
+            "--hidden-dims",
+            "64",
+            "64",
+            "--num-minibatches",
+            "8",
+            "--update-epochs",
+            "10",
+        ],
+        2,
+    ),
 }
+CONFIG_NAMES = Literal[
+    "mt10", "mt50", "mt10-small", "small", "mt10-moore", "mt10-small-moore", "mt10-ppo", "mt50-ppo", "small-ppo"
+]
 MODES = {
     "fp32": [],
     "bf16": ["--bf16"],
@@ -96,15 +123,17 @@ OBS_DIM, ACT_DIM = 39, 4  # Meta-World's observation (before the one-hot) and ac
 
 @dataclass
 class Args:
-    configs: tuple[Literal["mt10", "mt50", "mt10-small", "small", "mt10-moore", "mt10-small-moore"], ...] = (
+    configs: tuple[CONFIG_NAMES, ...] = (
         "mt10",
         "mt50",
         "mt10-small",
         "small",
         "mt10-moore",
         "mt10-small-moore",
+        "mt10-ppo",
+        "small-ppo",
     )
-    """configurations to measure"""
+    """configurations to measure (mt50-ppo too on request: its update alone is minutes on a CPU)"""
     modes: tuple[Literal["fp32", "bf16", "compile", "compile+bf16", "cudagraphs", "cudagraphs+bf16"], ...] = ()
     """modes to measure (unset: all the device supports; cudagraphs needs a GPU, bf16 on a CPU AVX-512 or AMX)"""
     updates: int = 20
@@ -318,6 +347,143 @@ def measure_loop(config: str, mode: str, device: torch.device, args: Args, with_
     return {"env_steps_per_s": (last_step - first_step) / (last_time - first_time), "rss": rss}
 
 
+def is_ppo(config: str) -> bool:
+    return CONFIGS[config][0].endswith("_ppo.py")
+
+
+def ppo_learner(config: str, mode: str, device: torch.device):
+    """The PPO script's learner, its KL stop off (every pass runs, as the timing wants), its rollout filled as the
+    training loop fills it: the agent's own samples on random observations of each slot's task, random rewards."""
+    run_args = learner_args(config, mode, device)
+    run_args.target_kl = math.inf
+    k = CONFIGS[config][2]
+    torch.manual_seed(0)
+    learner = script_module(config).make_learner(run_args, OBS_DIM + k, ACT_DIM, k, device)
+    rollout = learner.rollout
+    steps, slots = rollout.tasks.shape
+    rollout.tasks[:] = torch.arange(slots, device=device) % k
+    one_hot = torch.eye(k, device=device)[rollout.tasks]
+    rollout.obs[:] = torch.cat([torch.randn(steps, slots, OBS_DIM, device=device), one_hot], -1)
+    with torch.no_grad(), learner.agent.autocast(device):
+        actions, log_probs, values = learner.agent.sample(rollout.obs.flatten(0, 1), rollout.tasks.flatten())
+    rollout.actions[:], rollout.log_probs[:] = actions.view_as(rollout.actions), log_probs.view(steps, slots)
+    rollout.values[:] = values.view(steps, slots)
+    rollout.rewards[:] = torch.rand(steps, slots).numpy() * 10
+    rollout.last_values.normal_()
+    return run_args, learner
+
+
+def measure_ppo_update(config: str, mode: str, device: torch.device, args: Args) -> dict:
+    """Seconds of one PPO update (every pass over the rollout) of the script's own `learn`: the median of --repeats
+    updates after one untimed (compilation happens there), and the device's peak memory."""
+    torch._dynamo.reset()
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    run_args, learner = ppo_learner(config, mode, device)
+    seconds = [timed(learner.learn, device, 1, warmup=1)]
+    seconds += [timed(learner.learn, device, 1, warmup=0) for _ in range(args.repeats - 1)]
+    samples = run_args.num_steps * run_args.num_envs * run_args.update_epochs
+    return {
+        "seconds": statistics.median(seconds),
+        "range": (min(seconds), max(seconds)),
+        "samples_per_s": samples / statistics.median(seconds),
+        "rollout_size": run_args.num_steps * run_args.num_envs,
+        "device_memory": torch.cuda.max_memory_allocated() if device.type == "cuda" else None,
+    }
+
+
+def measure_ppo_loop(config: str, mode: str, device: torch.device, args: Args) -> dict:
+    """The PPO script itself for two rollouts (evaluation off, one episode a task at the end), timed from its
+    TensorBoard points: the second rollout's env steps/s (between the end of its first episode round and of its
+    last), the whole second iteration, rollout and update (between the losses of the first update and of the
+    second: compilation is behind), and the process's peak memory."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_args = learner_args(config, mode, device)
+    script, argv, _ = CONFIGS[config]
+    rollout_size = run_args.num_steps * run_args.num_envs
+    with tempfile.TemporaryDirectory() as workdir:
+        command = [
+            sys.executable,
+            os.path.join(ROOT, script),
+            *argv,
+            *MODES[mode],
+            "--total-timesteps",
+            str(2 * rollout_size),
+            "--eval-interval",
+            str(10**12),
+            "--eval-episodes",
+            "1",
+            "--vector-strategy",
+            args.vector_strategy,
+            "--run-name",
+            "loop",
+            "--cuda" if device.type == "cuda" else "--no-cuda",
+        ]
+        status, usage, stderr = run_to_end(command, workdir)
+        if status != 0:
+            sys.exit(f"error: the full loop of {config} {mode} failed:\n{stderr[-2000:]}")
+        events = EventAccumulator(os.path.join(workdir, "runs", "loop"), size_guidance={"scalars": 0})
+        events.Reload()
+        first_task = next(tag for tag in events.Tags()["scalars"] if tag.startswith("charts/env_steps/"))
+        rounds = [(e.step, e.wall_time) for e in events.Scalars(first_task) if e.step > rollout_size]
+        updates = [e.wall_time for e in events.Scalars("losses/pg_loss")]
+    (first_step, first_time), (last_step, last_time) = rounds[0], rounds[-1]
+    rss = usage.ru_maxrss * (1 if platform.system() == "Darwin" else 1024)
+    return {
+        "rollout_env_steps_per_s": (last_step - first_step) / (last_time - first_time),
+        "loop_env_steps_per_s": rollout_size / (updates[1] - updates[0]),
+        "rss": rss,
+    }
+
+
+def measure_ppo(config: str, modes: list[str], device: torch.device, args: Args) -> list[list[str]]:
+    rows, reference = [], None
+    for mode in modes:
+        print(f"{config} {mode}: update ...", flush=True)
+        result = measure_ppo_update(config, mode, device, args)
+        reference = reference or result
+        loop = {}
+        if args.loop:
+            print(f"{config} {mode}: full loop ...", flush=True)
+            loop = measure_ppo_loop(config, mode, device, args)
+        memory = result["device_memory"] if device.type == "cuda" else loop.get("rss")
+        rollout_s = result["rollout_size"] / loop["rollout_env_steps_per_s"] if loop else None
+        rows.append(
+            [
+                config,
+                mode,
+                f"{result['seconds']:,.2f}",
+                "-".join(f"{r:,.2f}" for r in result["range"]),
+                f"{result['samples_per_s']:,.0f}",
+                f"{reference['seconds'] / result['seconds']:.2f}x",
+                f"{loop['rollout_env_steps_per_s']:,.0f}" if loop else "",
+                f"{rollout_s:,.1f}" if loop else "",
+                f"{result['seconds'] / rollout_s:.2f}" if loop else "",
+                f"{loop['loop_env_steps_per_s']:,.0f}" if loop else "",
+                fmt_bytes(memory),
+            ]
+        )
+        print("  " + " | ".join(rows[-1]), flush=True)
+    return rows
+
+
+PPO_HEADER = [
+    "config",
+    "mode",
+    "update (s)",
+    "update range (s)",
+    "samples/s (passes x rollout / update)",
+    "update vs fp32",
+    "rollout (env steps/s)",
+    "rollout (s)",
+    "update / rollout",
+    "full loop (env steps/s)",
+    "peak memory",
+]
+
+
 def run_to_end(command: list[str], cwd: str):
     """Run a child process to its end: its exit status, its resource usage (for its peak memory) and its stderr.
     The stderr goes to a file, not a pipe: a child that writes more than a pipe holds (64 KiB; a progress bar
@@ -379,21 +545,24 @@ def main(args: Args):
     out = args.out or os.path.join(ROOT, "docs", f"speed-{device.type}.md")
     print(f"{machine(device)}; torch {torch.__version__}")
 
+    sac_configs = [config for config in args.configs if not is_ppo(config)]
     shapes = []
-    for config in args.configs:
+    for config in sac_configs:
         run_args = learner_args(config, "fp32", device)
         shapes += [
             (2, run_args.batch_size, run_args.hidden_dims[0], run_args.hidden_dims[-1]),
             (1, run_args.batch_size, run_args.hidden_dims[0], run_args.hidden_dims[-1]),
         ]
-    peak = {"fp32": matmul_peak(device, sorted(set(shapes)), torch.float32)}
-    if any("bf16" in m for m in modes):  # (without a fast bf16 matmul, the large square alone would take many minutes)
+    peak = {"fp32": matmul_peak(device, sorted(set(shapes)), torch.float32)} if sac_configs else {}
+    if sac_configs and any(
+        "bf16" in m for m in modes
+    ):  # (without a fast bf16 matmul, the large square alone would take many minutes)
         peak["bf16"] = matmul_peak(device, sorted(set(shapes)), torch.bfloat16, square=fast_bf16)
     for name, (rate, where, by_shape) in peak.items():
         print(f"matmul peak {name}: {rate / 1e9:,.0f} GFLOP/s ({where}); by shape (GFLOP/s): {by_shape}")
 
     rows = []
-    for config in args.configs:
+    for config in sac_configs:
         reference, alone = None, {}  # alone: seconds of the update's matmuls timed alone, by precision
         for mode in modes:
             print(f"{config} {mode}: update ...", flush=True)
@@ -457,37 +626,57 @@ def main(args: Args):
         *(["with evaluation (env steps/s)"] if args.eval_loop else []),
         "peak memory",
     ]
-    table = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"] + [
-        "| " + " | ".join(row) + " |" for row in rows
-    ]
+    ppo_table = []
+    for config in args.configs:
+        if is_ppo(config):  # PPO has no --cudagraphs
+            ppo_table += measure_ppo(config, [m for m in modes if not m.startswith("cudagraphs")], device, args)
+
+    def markdown(header, rows):
+        return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"] + [
+            "| " + " | ".join(row) + " |" for row in rows
+        ]
+
+    table = markdown(header, rows) if rows else []
+    if ppo_table:
+        table += [
+            *([""] if rows else []),
+            "PPO (the authors' learner): the update is every pass over one rollout of random observations with the "
+            f"agent's own actions (the KL stop off), the median of {args.repeats} updates after one untimed; the "
+            "rollout and the full loop (rollout and update) are the script's second iteration, evaluation off.",
+            "",
+            *markdown(PPO_HEADER, ppo_table),
+        ]
     command = "python benchmark/speed.py " + " ".join(sys.argv[1:])
+    sac_text = [
+        "Matmul peak measured in the same run: "
+        + ", ".join(f"{name} {rate / 1e9:,.0f} GFLOP/s ({where})" for name, (rate, where, _) in peak.items())
+        + " (by shape, ensemble x m x k x n, in GFLOP/s: "
+        + "; ".join(f"{name} {by_shape}" for name, (_, _, by_shape) in peak.items())
+        + "; the configs' shapes are those of their hidden layers). updates/s is the median of "
+        f"{args.repeats} timing windows of at least {args.updates} updates and {args.window_s:g} s each (window "
+        "range: the slowest and the fastest); GFLOP/update counts the matmuls of one fp32 "
+        f"update (forward and backward); its matmuls alone: each matmul call of one eager update of that precision "
+        "(same shapes, strides and dtype) timed on its own, 5 times after 2 warm-up calls, and their sum, as a "
+        "rate against the "
+        "peak and as a share of the update's time (a compiled or captured update is given its eager mode's "
+        "figure); the update-only bound is updates/s x env slots (one update per vector step); "
+        f"the full loop is the script itself (--vector-strategy {args.vector_strategy}) with evaluation off"
+        + (
+            "; with evaluation: the same loop up to the end of its first evaluation at the default interval "
+            "(200,000 env steps, "
+            "50 episodes per task)"
+            if args.eval_loop
+            else ""
+        )
+        + "; peak memory is the training process's max RSS "
+        "(CPU) or the device's max allocated memory during the update measurement (GPU).",
+        "",
+    ]
     text = "\n".join(
         [
             f"Measured {datetime.date.today()} on {machine(device)}, torch {torch.__version__}, with "
             f"`{command.strip()}`.",
-            "Matmul peak measured in the same run: "
-            + ", ".join(f"{name} {rate / 1e9:,.0f} GFLOP/s ({where})" for name, (rate, where, _) in peak.items())
-            + " (by shape, ensemble x m x k x n, in GFLOP/s: "
-            + "; ".join(f"{name} {by_shape}" for name, (_, _, by_shape) in peak.items())
-            + "; the configs' shapes are those of their hidden layers). updates/s is the median of "
-            f"{args.repeats} timing windows of at least {args.updates} updates and {args.window_s:g} s each (window "
-            "range: the slowest and the fastest); GFLOP/update counts the matmuls of one fp32 "
-            f"update (forward and backward); its matmuls alone: each matmul call of one eager update of that precision "
-            "(same shapes, strides and dtype) timed on its own, 5 times after 2 warm-up calls, and their sum, as a "
-            "rate against the "
-            "peak and as a share of the update's time (a compiled or captured update is given its eager mode's "
-            "figure); the update-only bound is updates/s x env slots (one update per vector step); "
-            f"the full loop is the script itself (--vector-strategy {args.vector_strategy}) with evaluation off"
-            + (
-                "; with evaluation: the same loop up to the end of its first evaluation at the default interval "
-                "(200,000 env steps, "
-                "50 episodes per task)"
-                if args.eval_loop
-                else ""
-            )
-            + "; peak memory is the training process's max RSS "
-            "(CPU) or the device's max allocated memory during the update measurement (GPU).",
-            "",
+            *(sac_text if rows else []),
             *table,
             "",
         ]

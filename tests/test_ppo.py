@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections import Counter
 
@@ -18,7 +19,7 @@ from test_resume import start, wait_for_checkpoint
 
 sys.path.insert(0, os.path.join(ROOT, "baselines"))
 from drats_ppo import drats_update
-from uniform_ppo import Agent, Args, gae, normalize_per_task, resolve_args
+from uniform_ppo import Agent, Args, gae, make_learner, normalize_per_task, resolve_args
 
 TASKS = ["reach-v3", "push-v3", "drawer-close-v3"]
 # 3 slots x 150 steps per rollout (three 50-step episodes), 4 rollouts
@@ -294,3 +295,103 @@ def test_smt_ppo_run_schedules_once_per_rollout_with_the_authors_thresholds(work
             np.testing.assert_allclose(q[pools == 1], (1 - 3 / 12) / (pools == 1).sum() + 1 / 12)
         else:
             np.testing.assert_allclose(q, 1 / 3)
+
+
+def build_ppo_learner(*flags, target_kl: str = "0.05", make=make_learner):
+    """uniform_ppo.py's learner for the three tasks of SMALL (2 x 32 networks, rollouts of 150 steps from 3 slots,
+    4 minibatches x 2 passes), its rollout filled as the training loop fills it: the agent's own samples on random
+    observations, random rewards."""
+    args = resolve_args(Args(**{**TINY_ARGS, "target_kl": float(target_kl)}))
+    for flag in flags:
+        setattr(args, flag.removeprefix("--"), True)
+    torch.manual_seed(0)
+    learner = make(args, 39 + 3, 4, 3, torch.device("cpu"))
+    rollout, generator = learner.rollout, torch.Generator().manual_seed(1)
+    rollout.tasks[:] = torch.arange(3)
+    rollout.obs[:] = torch.cat([torch.randn(150, 3, 39, generator=generator), torch.eye(3).expand(150, 3, 3)], -1)
+    with torch.no_grad(), learner.agent.autocast(torch.device("cpu")):
+        for t in range(150):
+            rollout.actions[t], rollout.log_probs[t], rollout.values[t] = learner.agent.sample(
+                rollout.obs[t], rollout.tasks[t]
+            )
+    rollout.rewards[:] = torch.rand(150, 3, generator=generator).numpy() * 10
+    rollout.last_values[:] = torch.randn(3, 3, generator=generator)
+    return learner
+
+
+TINY_ARGS = dict(
+    tasks=tuple(TASKS),
+    max_episode_steps=50,
+    num_steps=150,
+    hidden_dims=(32, 32),
+    num_minibatches=4,
+    update_epochs=2,
+    cuda=False,
+    run_name="ppo-learner-test",
+)
+
+
+def learn_once(learner):
+    torch.manual_seed(5)  # the minibatches' draw
+    sums, explained_variance, epochs = learner.learn()
+    params = [p.detach().clone() for p in learner.agent.parameters()]
+    return sums, explained_variance, epochs, params
+
+
+def test_the_kl_stop_skips_on_the_device_exactly_as_a_stop_at_once():
+    """On a GPU the update reads the KL stop once per pass, so the minibatches after it run, their Adam steps
+    skipped on the device; that must be the CPU's stop at once, where the loop breaks. Here both on the CPU: the
+    update with its break and the same update made to run every minibatch (the break patched out)."""
+    import uniform_ppo
+
+    at_once = learn_once(build_ppo_learner(target_kl="0.0001"))
+    assert at_once[2] == 0 and 0 < at_once[0][5] < 4  # stopped inside the first pass, after a step or more
+    source = open(uniform_ppo.__file__).read()
+    line = 'if device.type == "cpu" and not active:'
+    assert source.count(line) == 1
+    namespace = {"__name__": "uniform_ppo_gated", "__file__": uniform_ppo.__file__}
+    exec(compile(source.replace(line, "if False:"), uniform_ppo.__file__, "exec"), namespace)
+    gated = learn_once(build_ppo_learner(target_kl="0.0001", make=namespace["make_learner"]))
+    assert gated[2] == at_once[2]
+    assert torch.equal(gated[0], at_once[0])
+    assert all(torch.equal(a, b) for a, b in zip(gated[3], at_once[3], strict=True))
+    # and the stop mattered: without it, other parameters
+    unstopped = learn_once(build_ppo_learner())
+    assert unstopped[2] == 2 and not torch.equal(unstopped[3][0], at_once[3][0])
+
+
+def test_bf16_keeps_the_heads_and_the_log_probabilities_in_fp32():
+    fp32, bf16 = build_ppo_learner(), build_ppo_learner("--bf16")
+    obs, tasks = fp32.rollout.obs[0], fp32.rollout.tasks[0]
+    actions = fp32.rollout.actions[0]
+    with torch.no_grad():
+        reference = fp32.agent.evaluate(obs, actions, tasks)
+        with bf16.agent.autocast(torch.device("cpu")):
+            low = bf16.agent.evaluate(obs, actions, tasks)
+    assert all(x.dtype == torch.float32 for x in low)
+    for a, b in zip(reference, low, strict=True):
+        torch.testing.assert_close(b, a, rtol=0.05, atol=0.05)
+    sums, _, epochs, _ = learn_once(bf16)
+    assert epochs == 2 and torch.isfinite(sums).all()
+
+
+def check_compiled_update_matches_eager():
+    import torch._inductor.config
+
+    torch.set_num_threads(2)
+    eager, compiled = learn_once(build_ppo_learner()), build_ppo_learner("--compile")
+    with torch._inductor.config.patch(fallback_random=True):
+        compiled = learn_once(compiled)
+    assert compiled[2] == eager[2] == 2
+    torch.testing.assert_close(compiled[0], eager[0], rtol=1e-4, atol=1e-5)
+    for a, b in zip(compiled[3], eager[3], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_compiled_update_matches_eager():
+    # in a fresh process, as test_speed's Adam check: a process that has compiled another update may fail to
+    # trace this one (docs/speed.md, the compiler's traps)
+    path = [os.path.dirname(os.path.abspath(__file__)), ROOT]
+    code = f"import sys; sys.path[:0] = {path!r}; import test_ppo; test_ppo.check_compiled_update_matches_eager()"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]

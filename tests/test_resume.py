@@ -297,3 +297,30 @@ def test_a_checkpoint_written_on_a_gpu_resumes_on_a_cpu(workdir, script, run, ca
         group for part in state["parts"].values() if isinstance(part, dict) for group in part.get("param_groups", [])
     ]
     assert groups and all(not group.get("capturable", False) for group in groups)
+
+
+def test_a_ppo_checkpoint_from_before_its_adam_was_fused_resumes_fused(workdir):
+    # PPO's optimizers were torch's default (foreach) Adam until the KL stop moved onto the device: a checkpoint of
+    # then says fused=None, and the resumed run must still skip steps on the device (fused Adam's found_inf)
+    first = run_script("baselines/uniform_ppo.py", *PPO_RUN, "--total-timesteps", "400", "--run-name", "f", cwd=workdir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    path = os.path.join(workdir, "runs", "f", "checkpoint.pt")
+    state = torch.load(path, weights_only=False)
+    for name in ["actor_optimizer", "critic_optimizer"]:
+        for group in state["parts"][name]["param_groups"]:
+            group["fused"] = None
+    torch.save(state, path)
+    resumed = run_script(
+        "baselines/uniform_ppo.py",
+        "--resume",
+        os.path.join(workdir, "runs", "f"),
+        "--total-timesteps",
+        "800",
+        cwd=workdir,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    state = torch.load(path, weights_only=False)
+    groups = [
+        group for name in ["actor_optimizer", "critic_optimizer"] for group in state["parts"][name]["param_groups"]
+    ]
+    assert all(group["fused"] for group in groups)

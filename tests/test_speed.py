@@ -182,11 +182,12 @@ def test_compiled_update_is_one_graph_without_autograd_at_run_time(two_threads):
     assert saved == [] and not logs.requires_grad, saved
 
 
-def adam_runs(steps: int = 4):
+def adam_runs(steps: int = 4, skip_at: int | None = None):
     """Parameters after `steps` Adam steps with clipping: torch's own fused Adam, and run_utils.Adam with
     run_utils.clip_grad_norm_ eager and compiled, on gradients one of which is transposed in memory. Each set of
     parameters is a module's, closed over by its step, as the learner's are (a compiled graph's own inputs would
-    not get their .grad from a traced backward)."""
+    not get their .grad from a traced backward). skip_at: run_utils.Adam is told to skip that step (PPO's KL stop),
+    and torch's Adam does not take it."""
     import run_utils
 
     def learner(optimizer_class):
@@ -194,13 +195,16 @@ def adam_runs(steps: int = 4):
         params = torch.nn.ParameterList([torch.randn(2, 3, 8), torch.randn(5)])
         optimizer = optimizer_class(params.parameters(), lr=0.1, eps=1e-5)
 
-        def step(x, scale):
+        def step(x, scale, skip=None):
             optimizer.zero_grad()
             # x @ w.mT: w's gradient comes out of autograd transposed (strides (24, 1, 3))
             loss = (torch.bmm(x, params[0].mT).pow(3).sum() + params[1].pow(2).sum() * scale) * 10
             loss.backward()
             run_utils.clip_grad_norm_(params.parameters(), 1.0)
-            optimizer.step()
+            if skip is None:
+                optimizer.step()
+            else:
+                optimizer.step(skip=skip)
 
         return params, step
 
@@ -211,26 +215,32 @@ def adam_runs(steps: int = 4):
     compiled_step = run_utils.compile_update(compiled_step)
     assert not torch.autograd.grad(torch.bmm(xs[0], reference[0].mT).sum(), reference[0])[0].is_contiguous()
     for step in range(steps):
-        reference_step(xs[step], step + 1.0)
-        eager_step(xs[step], step + 1.0)
-        compiled_step(xs[step], step + 1.0)
+        if step != skip_at:
+            reference_step(xs[step], step + 1.0)
+        skip = None if skip_at is None else torch.tensor(step == skip_at)
+        eager_step(xs[step], step + 1.0, skip)
+        compiled_step(xs[step], step + 1.0, skip)
     return list(reference), list(eager), list(compiled)
 
 
-def check_adam():
+def check_adam(skip_at: int | None = None):
     torch.set_num_threads(2)
-    reference, eager, compiled = adam_runs()
+    reference, eager, compiled = adam_runs(skip_at=skip_at)
     assert all(torch.equal(a, b) for a, b in zip(reference, eager, strict=True))
     for a, b in zip(reference, compiled, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     assert not torch.equal(reference[0], torch.randn(2, 3, 8, generator=torch.Generator().manual_seed(0)))
+    if skip_at is not None:  # the skipped step mattered: taking it gives other parameters
+        assert not torch.equal(reference[0], adam_runs()[0][0])
 
 
-def test_adam_is_torchs_adam_eager_exactly_and_compiled_to_rounding():
+@pytest.mark.parametrize("skip_at", [None, 2])
+def test_adam_is_torchs_adam_eager_exactly_and_compiled_to_rounding(skip_at):
     # in a fresh process: a process that has compiled a learner's update fails to trace this small step
-    # (docs/speed.md, the compiler's traps); a training run compiles one update
+    # (docs/speed.md, the compiler's traps); a training run compiles one update. skip_at: a step skipped on the
+    # device (PPO's KL stop) is a step not taken, eager exactly
     path = [os.path.dirname(os.path.abspath(__file__)), ROOT]
-    code = f"import sys; sys.path[:0] = {path!r}; import test_speed; test_speed.check_adam()"
+    code = f"import sys; sys.path[:0] = {path!r}; import test_speed; test_speed.check_adam({skip_at})"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -376,6 +386,27 @@ def test_speed_benchmark_writes_its_table(tmp_path):
         in_update, alone, share = (row.split(" | ")[i] for i in (7, 8, 9))
         assert alone.endswith(in_update.split()[-1]) and int(alone.split("%")[0]) > int(in_update.split("%")[0])
         assert 0 < int(share.rstrip("%")) < 100
+
+
+def test_speed_benchmark_times_ppo(tmp_path):
+    """The PPO rows: the script's own update over a stored rollout, and its second iteration run for real."""
+    out = tmp_path / "speed.md"
+    command = [sys.executable, os.path.join(ROOT, "benchmark", "speed.py"), "--configs", "small-ppo", "--modes", "fp32"]
+    command += ["--repeats", "2", "--no-cuda", "--out", str(out)]
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out.read_text()
+    assert "matmul peak" not in text.lower()  # no SAC configuration: no SAC table
+    (row,) = [line.split(" | ") for line in text.splitlines() if line.startswith("| small-ppo |")]
+    seconds, (low, high) = float(row[2]), map(float, row[3].split("-"))
+    assert 0 < low <= seconds <= high
+    # 10 passes over a rollout of 2 slots x 1,000 steps
+    assert float(row[4].replace(",", "")) == pytest.approx(10 * 2000 / seconds, rel=0.05)  # seconds shown rounded
+    rollout_rate, rollout_s, ratio, loop_rate = (float(row[i].replace(",", "")) for i in (6, 7, 8, 9))
+    assert rollout_s == pytest.approx(2000 / rollout_rate, abs=0.06) and ratio == pytest.approx(
+        seconds / rollout_s, rel=0.1
+    )
+    assert 0 < loop_rate < rollout_rate  # the loop adds the update to the rollout
 
 
 @pytest.mark.parametrize(
