@@ -84,8 +84,8 @@ class Args:
     torch_deterministic: bool = True
     """torch.backends.cudnn.deterministic"""
     bf16: bool = False
-    """bfloat16 autocast for the networks' torsos (weights, optimizer state, heads, losses stay fp32; a CPU needs
-    AVX-512 or AMX)"""
+    """bfloat16 autocast for the update's matmuls (weights, optimizer state, the value head, losses stay fp32; acting
+    stays fp32, faster for one observation per slot; a CPU needs AVX-512 or AMX)"""
     compile: bool = False
     """torch.compile the minibatch step (losses, gradients, clips, Adam steps)"""
     track: bool = False
@@ -232,27 +232,25 @@ class MultiHeadMLP(nn.Module):
         for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
             # the bias added inside the matmul: under --bf16 a separate `+ b` would be an fp32 add and a cast back
             x = F.relu(torch.baddbmm(b, x, w))
-        # the heads in fp32 under --bf16 too: bf16 would round a value near 500 by up to 2 (more than a reward) and
-        # the log-probabilities whose ratio PPO clips
-        with torch.autocast(x.device.type, enabled=False):
-            x = torch.baddbmm(self.biases[-1], x.float(), self.weights[-1])
-        heads = x.unflatten(-1, (self.num_tasks, self.out_dim))
-        return heads[:, torch.arange(task.shape[0], device=task.device), task]
+        w, b = self.weights[-1], self.biases[-1]  # the heads side by side: (ensemble, hidden, K * out_dim)
+        if self.out_dim == 1:  # the value: each sample's own head alone, a dot product, in fp32 under --bf16 too
+            # (bf16 would round a value near 500 by up to 2, more than a reward)
+            with torch.autocast(x.device.type, enabled=False):
+                return (torch.linalg.vecdot(x.float(), w.mT[:, task]) + b[:, 0, task]).unsqueeze(-1)
+        heads = torch.baddbmm(b, x, w).unflatten(-1, (self.num_tasks, self.out_dim))
+        # the policy's densities and PPO's ratio in fp32 when autocast ran the matmuls in bfloat16
+        return heads[:, torch.arange(task.shape[0], device=task.device), task].float()
 
 
 class Agent(nn.Module):
     """A Gaussian policy (no tanh squashing; the env gets the action clipped to [-1, 1]) and a value
     function, separate networks, each with one head per task."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_dims, num_tasks: int, bf16: bool = False):
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dims, num_tasks: int):
         super().__init__()
         self.actor = MultiHeadMLP(obs_dim, hidden_dims, 2 * act_dim, num_tasks, head_scale=1e-3)
         self.critic = MultiHeadMLP(obs_dim, hidden_dims, 1, num_tasks, head_scale=3e-3)
-        self.num_tasks, self.bf16 = num_tasks, bf16
-
-    def autocast(self, device: torch.device):
-        """--bf16: the torsos' matmuls in bfloat16"""
-        return torch.autocast(device.type, torch.bfloat16, enabled=self.bf16)
+        self.num_tasks = num_tasks
 
     def value(self, obs: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
         return self.critic(obs, task)[0, :, 0]
@@ -279,7 +277,7 @@ class Agent(nn.Module):
         """Actions for a batch of env observations; the task id is read from their one-hot."""
         obs = torch.as_tensor(obs, dtype=torch.float32, device=next(self.parameters()).device)
         task = obs[:, -self.num_tasks :].argmax(-1)
-        with torch.no_grad(), self.autocast(obs.device):
+        with torch.no_grad():
             action = self.policy(obs, task)[0] if deterministic else self.sample(obs, task)[0]
         return action.clamp(-1, 1).cpu().numpy()
 
@@ -339,11 +337,12 @@ class Learner:
 def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device: torch.device) -> Learner:
     """The agent, its optimizers, the store of one rollout and `learn`, the update that the training loop calls after
     each rollout (benchmark/speed.py times this very function)."""
-    agent = Agent(obs_dim, act_dim, args.hidden_dims, num_tasks, args.bf16).to(device)
+    agent = Agent(obs_dim, act_dim, args.hidden_dims, num_tasks).to(device)
     # the actor and the critic each have their own optimizer and gradient clip, as in the authors' learner (torch's
     # fused Adam: it can skip a step on the device, which the KL stop below needs)
     actor_optimizer = run_utils.Adam(agent.actor.parameters(), lr=args.learning_rate, eps=args.adam_eps)
     critic_optimizer = run_utils.Adam(agent.critic.parameters(), lr=args.learning_rate, eps=args.adam_eps)
+    autocast = partial(torch.autocast, device.type, torch.bfloat16, enabled=args.bf16)  # --bf16: matmuls in bfloat16
 
     rounds, rollout_size = args.num_steps // args.max_episode_steps, args.num_steps * args.num_envs
     steps = (args.num_steps, args.num_envs)
@@ -362,7 +361,7 @@ def make_learner(args: Args, obs_dim: int, act_dim: int, num_tasks: int, device:
         a bool on the device that no one reads here (no host sync): the step of the first minibatch whose
         approximate KL passes the limit, and of every one after it, leaves the networks and optimizers as they are."""
         obs, actions, tasks, old_log_probs, advantages, returns = (x[mb] for x in batch)
-        with agent.autocast(device):
+        with autocast():
             log_prob, entropy, value = agent.evaluate(obs, actions, tasks)
         log_ratio = log_prob - old_log_probs
         ratio = log_ratio.exp()
@@ -492,7 +491,7 @@ if __name__ == "__main__":
                 slot_task_ids = torch.as_tensor(slot_tasks, device=device)
                 obs = torch.as_tensor(obs, dtype=torch.float32, device=device)
             global_step = (step + 1) * args.num_envs
-            with torch.no_grad(), agent.autocast(device):
+            with torch.no_grad():
                 actions, log_prob, value = agent.sample(obs, slot_task_ids)
             rollout.obs[t] = obs
             rollout.actions[t] = actions
@@ -509,7 +508,7 @@ if __name__ == "__main__":
                 loop.round_index += 1
                 # Truncation at the episode limit is not a terminal state: the advantages bootstrap
                 # from the value of the true last observation (autoreset is off, so obs is that).
-                with torch.no_grad(), agent.autocast(device):
+                with torch.no_grad():
                     not_done = torch.as_tensor(1.0 - terminations, dtype=torch.float32, device=device)
                     rollout.last_values[t // args.max_episode_steps] = agent.value(obs, slot_task_ids) * not_done
                 log.episodes(global_step, slot_tasks, episode_return, episode_success)

@@ -51,11 +51,12 @@ METHOD_LABELS = {
     "lp_ppo": "LP (PPO)",
     "smt_ppo": "SMT (PPO)",
     "reference_mtsac": "Meta-World+ MTSAC (reference)",
+    "reference_ppo": "Meta-World+ PPO (reference)",
 }
 # the pairs compared, beyond each method against the Uniform of its learner and network: MOORE against multi-head SAC,
 # and our learner against the reference's
 OWN_BASELINE = {"drats_moore_sac": "moore_sac", "moore_sac": "uniform_sac"}
-REFERENCE_PAIRS = [("uniform_sac", "reference_mtsac")]
+REFERENCE_PAIRS = [("uniform_sac", "reference_mtsac"), ("uniform_ppo", "reference_ppo")]
 
 
 @dataclass
@@ -353,7 +354,7 @@ def compared_pairs(methods) -> list[tuple[str, str]]:
     pairs = []
     for m in methods:
         baseline = OWN_BASELINE.get(m, "uniform_ppo" if m.endswith("_ppo") else "uniform_sac")
-        if m != baseline and baseline in methods and m != "reference_mtsac":
+        if m != baseline and baseline in methods and m not in {reference for _, reference in REFERENCE_PAIRS}:
             pairs.append((m, baseline))
     return pairs + [(a, b) for a, b in REFERENCE_PAIRS if a in methods and b in methods]
 

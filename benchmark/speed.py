@@ -364,7 +364,7 @@ def ppo_learner(config: str, mode: str, device: torch.device):
     rollout.tasks[:] = torch.arange(slots, device=device) % k
     one_hot = torch.eye(k, device=device)[rollout.tasks]
     rollout.obs[:] = torch.cat([torch.randn(steps, slots, OBS_DIM, device=device), one_hot], -1)
-    with torch.no_grad(), learner.agent.autocast(device):
+    with torch.no_grad():
         actions, log_probs, values = learner.agent.sample(rollout.obs.flatten(0, 1), rollout.tasks.flatten())
     rollout.actions[:], rollout.log_probs[:] = actions.view_as(rollout.actions), log_probs.view(steps, slots)
     rollout.values[:] = values.view(steps, slots)

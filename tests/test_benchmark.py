@@ -402,3 +402,16 @@ def test_launch_keeps_finished_runs_in_the_store_and_skips_them(tmp_path):
     make_run(tmp_path / "runs", "halfway", "uniform_sac", 1, lambda s: [0.0, 0.0], total=TOTAL * 2)
     (tmp_path / "runs" / "halfway" / "checkpoint.pt").write_bytes(b"x")
     assert "kept" not in launch_run("halfway") and not (tmp_path / "kept" / "halfway").exists()  # unfinished: not kept
+
+
+def test_each_learner_is_compared_with_its_own_uniform_and_its_reference():
+    sys.path.insert(0, os.path.join(ROOT, "benchmark"))
+    from report import compared_pairs
+
+    methods = ["uniform_sac", "drats_sac", "reference_mtsac", "uniform_ppo", "drats_ppo", "reference_ppo"]
+    assert compared_pairs(methods) == [
+        ("drats_sac", "uniform_sac"),
+        ("drats_ppo", "uniform_ppo"),
+        ("uniform_sac", "reference_mtsac"),
+        ("uniform_ppo", "reference_ppo"),
+    ]
