@@ -1,7 +1,8 @@
 """The CUDA paths: every speed flag trains on a GPU, the captured CUDA graph computes the same update as
 eager (also as the loop runs it: one seed, the buffer growing between replays, ten tasks), a run resumes
-across --cudagraphs and from a CPU checkpoint, async envs and PPO run there. Skipped where no GPU is (as
-in CI); run them on a GPU machine with `python -m pytest tests/test_gpu.py -n 0`."""
+across --cudagraphs and from a CPU checkpoint, async envs and PPO run there, and PPO's KL stop skipped on the
+device is a stop at once. Skipped where no GPU is (as in CI); run them on a GPU machine with
+`python -m pytest tests/test_gpu.py -n 0`."""
 
 import csv
 import json
@@ -13,6 +14,7 @@ import torch
 from conftest import random_policy_success, run_script
 from test_learning import CONFIG as LEARNING_CONFIG
 from test_learning import TASKS, mean_success_by_step
+from test_ppo import build_ppo_learner, learn_once, make_learner_reading_the_stop
 from test_resume import PPO_RUN
 from test_speed import build_learner
 
@@ -208,3 +210,19 @@ def test_ppo_runs_on_the_gpu(workdir, script):
     run_dir = os.path.join(workdir, "runs", "ppo")
     assert json.load(open(os.path.join(run_dir, "config.json")))["device"] == "cuda"
     assert all(math.isfinite(float(r["mean_return"])) for r in read_rows(os.path.join(run_dir, "eval.csv")))
+
+
+def test_ppo_kl_stop_skipped_on_the_gpu_is_a_stop_at_once():
+    # on a GPU the update reads the KL stop once per pass: the minibatches after it run with their Adam steps skipped
+    # on the device (fused Adam's found_inf), which must leave what a stop at once (a host sync per minibatch) leaves
+    gated = learn_once(build_ppo_learner(target_kl="0.0001", device="cuda"))
+    at_once = learn_once(
+        build_ppo_learner(target_kl="0.0001", device="cuda", make=make_learner_reading_the_stop("not active"))
+    )
+    assert gated[2] == at_once[2] == 0 and 0 < at_once[0][5] < 4  # stopped inside the first pass, after a step or more
+    assert gated[0][5] == at_once[0][5]  # the same minibatches stepped
+    torch.testing.assert_close(gated[0], at_once[0], rtol=1e-5, atol=1e-6)  # index_add's atomics: not bit for bit
+    for a, b in zip(gated[3], at_once[3], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    unstopped = learn_once(build_ppo_learner(device="cuda"))
+    assert unstopped[2] == 2 and not torch.allclose(unstopped[3][0], at_once[3][0])

@@ -297,15 +297,15 @@ def test_smt_ppo_run_schedules_once_per_rollout_with_the_authors_thresholds(work
             np.testing.assert_allclose(q, 1 / 3)
 
 
-def build_ppo_learner(*flags, target_kl: str = "0.05", make=make_learner):
+def build_ppo_learner(*flags, target_kl: str = "0.05", make=make_learner, device: str = "cpu"):
     """uniform_ppo.py's learner for the three tasks of SMALL (2 x 32 networks, rollouts of 150 steps from 3 slots,
     4 minibatches x 2 passes), its rollout filled as the training loop fills it: the agent's own samples on random
     observations, random rewards."""
-    args = resolve_args(Args(**{**TINY_ARGS, "target_kl": float(target_kl)}))
+    args = resolve_args(Args(**{**TINY_ARGS, "target_kl": float(target_kl), "cuda": device == "cuda"}))
     for flag in flags:
         setattr(args, flag.removeprefix("--"), True)
     torch.manual_seed(0)
-    learner = make(args, 39 + 3, 4, 3, torch.device("cpu"))
+    learner = make(args, 39 + 3, 4, 3, torch.device(device))
     rollout, generator = learner.rollout, torch.Generator().manual_seed(1)
     rollout.tasks[:] = torch.arange(3)
     rollout.obs[:] = torch.cat([torch.randn(150, 3, 39, generator=generator), torch.eye(3).expand(150, 3, 3)], -1)
@@ -317,6 +317,19 @@ def build_ppo_learner(*flags, target_kl: str = "0.05", make=make_learner):
     rollout.rewards[:] = torch.rand(150, 3, generator=generator).numpy() * 10
     rollout.last_values[:] = torch.randn(3, 3, generator=generator)
     return learner
+
+
+def make_learner_reading_the_stop(when: str):
+    """uniform_ppo.py's make_learner with the loop's read of the KL stop inside a pass (at once on a CPU, never on a
+    GPU) replaced by the Python condition `when`."""
+    import uniform_ppo
+
+    source = open(uniform_ppo.__file__).read()
+    line = 'if device.type == "cpu" and not active:'
+    assert source.count(line) == 1
+    namespace = {"__name__": "uniform_ppo_patched", "__file__": uniform_ppo.__file__}
+    exec(compile(source.replace(line, f"if {when}:"), uniform_ppo.__file__, "exec"), namespace)
+    return namespace["make_learner"]
 
 
 TINY_ARGS = dict(
@@ -342,16 +355,9 @@ def test_the_kl_stop_skips_on_the_device_exactly_as_a_stop_at_once():
     """On a GPU the update reads the KL stop once per pass, so the minibatches after it run, their Adam steps
     skipped on the device; that must be the CPU's stop at once, where the loop breaks. Here both on the CPU: the
     update with its break and the same update made to run every minibatch (the break patched out)."""
-    import uniform_ppo
-
     at_once = learn_once(build_ppo_learner(target_kl="0.0001"))
     assert at_once[2] == 0 and 0 < at_once[0][5] < 4  # stopped inside the first pass, after a step or more
-    source = open(uniform_ppo.__file__).read()
-    line = 'if device.type == "cpu" and not active:'
-    assert source.count(line) == 1
-    namespace = {"__name__": "uniform_ppo_gated", "__file__": uniform_ppo.__file__}
-    exec(compile(source.replace(line, "if False:"), uniform_ppo.__file__, "exec"), namespace)
-    gated = learn_once(build_ppo_learner(target_kl="0.0001", make=namespace["make_learner"]))
+    gated = learn_once(build_ppo_learner(target_kl="0.0001", make=make_learner_reading_the_stop("False")))
     assert gated[2] == at_once[2]
     assert torch.equal(gated[0], at_once[0])
     assert all(torch.equal(a, b) for a, b in zip(gated[3], at_once[3], strict=True))
