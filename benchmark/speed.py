@@ -147,7 +147,7 @@ class Args:
     loop: bool = True
     """also run the full training loop (the slow part on a CPU; --no-loop measures updates only)"""
     loop_updates: int = 200
-    """vector steps with updates that the full-loop measurement times (at least 100)"""
+    """vector steps with updates that the full-loop measurement times (at least 200: two of its speed points)"""
     vector_strategy: Literal["sync", "async"] = "sync"
     """how the full loop steps its envs (uniform_sac.py's --vector-strategy; async: one process per env)"""
     eval_loop: tuple[Literal["fp32", "bf16", "compile", "compile+bf16", "cudagraphs", "cudagraphs+bf16"], ...] = ()
@@ -304,8 +304,6 @@ def measure_loop(config: str, mode: str, device: torch.device, args: Args, with_
     updates have started (and after compilation), and the process's peak memory. Evaluation off; or,
     with_eval, the run goes to its first evaluation at the default interval and the time is taken up to
     the end of that evaluation."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     run_args = learner_args(config, mode, device)
     script, argv, k = CONFIGS[config]
     # the shortest warm-up of random actions the script allows: one episode of every task
@@ -334,11 +332,7 @@ def measure_loop(config: str, mode: str, device: torch.device, args: Args, with_
             "loop",
             "--cuda" if device.type == "cuda" else "--no-cuda",
         ]
-        status, usage, stderr = run_to_end(command, workdir)
-        if status != 0:
-            sys.exit(f"error: the full loop of {config} {mode} failed:\n{stderr[-2000:]}")
-        events = EventAccumulator(os.path.join(workdir, "runs", "loop"), size_guidance={"scalars": 0})
-        events.Reload()
+        events, usage = run_loop(command, workdir, f"{config} {mode}")
         points = [(e.step, e.wall_time) for e in events.Scalars("charts/SPS") if e.step >= start]
         if with_eval:  # up to the end of the evaluation
             points += [(e.step, e.wall_time) for e in events.Scalars("eval/mean_success_rate")]
@@ -398,8 +392,6 @@ def measure_ppo_loop(config: str, mode: str, device: torch.device, args: Args) -
     TensorBoard points: the second rollout's env steps/s (between the end of its first episode round and of its
     last), the whole second iteration, rollout and update (between the losses of the first update and of the
     second: compilation is behind), and the process's peak memory."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     run_args = learner_args(config, mode, device)
     script, argv, _ = CONFIGS[config]
     rollout_size = run_args.num_steps * run_args.num_envs
@@ -421,11 +413,7 @@ def measure_ppo_loop(config: str, mode: str, device: torch.device, args: Args) -
             "loop",
             "--cuda" if device.type == "cuda" else "--no-cuda",
         ]
-        status, usage, stderr = run_to_end(command, workdir)
-        if status != 0:
-            sys.exit(f"error: the full loop of {config} {mode} failed:\n{stderr[-2000:]}")
-        events = EventAccumulator(os.path.join(workdir, "runs", "loop"), size_guidance={"scalars": 0})
-        events.Reload()
+        events, usage = run_loop(command, workdir, f"{config} {mode}")
         first_task = next(tag for tag in events.Tags()["scalars"] if tag.startswith("charts/env_steps/"))
         rounds = [(e.step, e.wall_time) for e in events.Scalars(first_task) if e.step > rollout_size]
         updates = [e.wall_time for e in events.Scalars("losses/pg_loss")]
@@ -484,6 +472,19 @@ PPO_HEADER = [
 ]
 
 
+def run_loop(command: list[str], workdir: str, what: str):
+    """Run a training script's command (its run named `loop`) in `workdir` to its end: its TensorBoard scalars, and
+    its resource usage (for its peak memory). A failed run stops the benchmark with the run's own error."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    status, usage, stderr = run_to_end(command, workdir)
+    if status != 0:
+        sys.exit(f"error: the full loop of {what} failed:\n{stderr[-2000:]}")
+    events = EventAccumulator(os.path.join(workdir, "runs", "loop"), size_guidance={"scalars": 0})
+    events.Reload()
+    return events, usage
+
+
 def run_to_end(command: list[str], cwd: str):
     """Run a child process to its end: its exit status, its resource usage (for its peak memory) and its stderr.
     The stderr goes to a file, not a pipe: a child that writes more than a pipe holds (64 KiB; a progress bar
@@ -535,11 +536,11 @@ def main(args: Args):
         args.updates < 1
         or args.repeats < 1
         or args.window_s < 0
-        or args.loop_updates < 100
+        or args.loop_updates < 200
         or args.eval_envs_per_task < 1
     ):
         sys.exit(
-            "error: --updates, --repeats and --eval-envs-per-task must be at least 1, --loop-updates at least 100, "
+            "error: --updates, --repeats and --eval-envs-per-task must be at least 1, --loop-updates at least 200, "
             "and --window-s not negative"
         )
     out = args.out or os.path.join(ROOT, "docs", f"speed-{device.type}.md")

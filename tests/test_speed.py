@@ -416,6 +416,7 @@ def test_speed_benchmark_times_ppo(tmp_path):
         (["--eval-envs-per-task", "0"], "--eval-envs-per-task must be at least 1"),
         (["--repeats", "0"], "--repeats and --eval-envs-per-task must be at least 1"),
         (["--window-s", "-1"], "--window-s not negative"),
+        (["--loop-updates", "150"], "--loop-updates at least 200"),  # fewer gave one speed point: a division by 0
     ],
 )
 def test_speed_benchmark_refuses_bad_settings_at_once(tmp_path, args, expected):
