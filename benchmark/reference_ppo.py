@@ -53,6 +53,8 @@ def main(args: Args):
     num_tasks, episode_steps = 10, 500
     if args.eval_interval % (args.num_steps * num_tasks):
         sys.exit(f"error: --eval-interval must be a multiple of the rollout ({args.num_steps * num_tasks} env steps)")
+    if args.num_steps * num_tasks % 32:  # the reference splits each rollout into 32 equal minibatches
+        sys.exit(f"error: --num-steps x {num_tasks} tasks must be a multiple of 32 minibatches, got {args.num_steps}")
     import_reference(args.reference_dir)
     from metaworld_algorithms.config.networks import ContinuousActionPolicyConfig, ValueFunctionConfig
     from metaworld_algorithms.config.nn import MultiHeadConfig

@@ -415,3 +415,12 @@ def test_each_learner_is_compared_with_its_own_uniform_and_its_reference():
         ("uniform_sac", "reference_mtsac"),
         ("uniform_ppo", "reference_ppo"),
     ]
+
+
+def test_the_reference_ppo_driver_refuses_a_rollout_it_cannot_split_at_once(tmp_path):
+    # the reference splits a rollout into 32 minibatches and fails deep inside JAX when it cannot: refused first,
+    # before its package is even imported (so this runs without JAX)
+    command = [sys.executable, os.path.join(ROOT, "benchmark", "reference_ppo.py"), "--num-steps", "1000"]
+    result = subprocess.run([*command, "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "--num-steps x 10 tasks must be a multiple of 32" in result.stderr
+    assert not (tmp_path / "r").exists()
