@@ -73,5 +73,5 @@ threads=$(( $(nproc) / WORKERS > 0 ? $(nproc) / WORKERS : 1 ))
 echo "${#commands[@]} runs, $WORKERS at a time, $threads CPU threads each; logs in logs/$BENCH/"
 status=0
 printf '%s\n' "${commands[@]}" | OMP_NUM_THREADS="$threads" xargs -P "$WORKERS" -I{} \
-    bash -c 'cmd="$1"; name=$(echo "$cmd" | cut -d" " -f3); echo "$(date +%T) start $name"; if $cmd > "logs/'"$BENCH"'/$name.log" 2>&1; then echo "$(date +%T) done  $name"; else echo "$(date +%T) FAILED $name (exit $?), see logs/'"$BENCH"'/$name.log"; exit 1; fi' _ {} || status=$?
+    bash -c 'cmd="$1"; name=$(echo "$cmd" | cut -d" " -f3); echo "$(date +%T) start $name"; if $cmd > "logs/'"$BENCH"'/$name.log" 2>&1; then echo "$(date +%T) done  $name"; else code=$?; echo "$(date +%T) FAILED $name (exit $code), see logs/'"$BENCH"'/$name.log"; exit 1; fi' _ {} || status=$?
 [ $status -eq 0 ] || echo "some runs failed; run the same command again to resume them"

@@ -262,9 +262,9 @@ def test_different_task_lists_are_reported_apart(tmp_path):
     assert finals == [0.0, 1.0]
 
 
-def sweep(script, **env):
+def sweep(script, root=ROOT, **env):
     return subprocess.run(
-        ["bash", os.path.join(ROOT, "benchmark", script)],
+        ["bash", os.path.join(root, "benchmark", script)],
         check=False,
         capture_output=True,
         text=True,
@@ -335,6 +335,18 @@ def test_sweep_rejects_bad_settings():
     ]:
         result = sweep("mt10.sh", **env)
         assert result.returncode != 0 and message in result.stderr
+
+
+def test_a_failed_run_is_reported_with_its_exit_status(tmp_path):
+    # the sweep in a copy of benchmark/ beside a stand-in script, run by an "interpreter" that exits 3
+    shutil.copytree(os.path.join(ROOT, "benchmark"), tmp_path / "benchmark")
+    (tmp_path / "uniform_sac.py").write_text("")
+    fake_python = tmp_path / "python"
+    fake_python.write_text("#!/bin/sh\nexit 3\n")
+    fake_python.chmod(0o755)
+    result = sweep("mt10.sh", DRY_RUN="0", METHODS="uniform_sac", SEEDS="1", PYTHON=str(fake_python), root=tmp_path)
+    assert "FAILED MT10__uniform_sac__1 (exit 3)" in result.stdout
+    assert "some runs failed; run the same command again to resume them" in result.stdout
 
 
 def test_launch_starts_resumes_or_skips(tmp_path):
