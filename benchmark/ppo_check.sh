@@ -8,9 +8,9 @@
 #   DRY_RUN=1 bash benchmark/ppo_check.sh       print the commands
 # The reference needs REFERENCE_PYTHON, an interpreter with JAX and the reference's dependencies, and REFERENCE_DIR,
 # a checkout of rainx0r/metaworld-algorithms. Each finished run's config.json and CSV logs are copied to
-# docs/ppo/runs/ (ours) or docs/ppo/reference/, to be committed, and a run there is skipped. Ours, cut short,
-# resumes from its checkpoint in runs/ (benchmark/launch.sh); the reference's driver keeps no checkpoint, so its
-# run cut short is moved aside and starts again. Overrides: SEEDS, PYTHON.
+# docs/ppo/runs/ (ours) or docs/ppo/reference/, to be committed, and a run there is skipped. A run cut short resumes
+# from its checkpoint in runs/: ours through benchmark/launch.sh, the reference from the one it takes at each
+# evaluation (a reference run cut short before its first is moved aside and starts again). Overrides: SEEDS, PYTHON.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BENCH=ppocheck
@@ -30,6 +30,9 @@ reference_run() {  # $1: the seed
     local name="${BENCH}__reference_ppo__$1"
     local command=("${REFERENCE_PYTHON:-python}" benchmark/reference_ppo.py --seed "$1" --out "runs/$name"
         --total-timesteps "$STEPS" --eval-interval 1000000 --eval-episodes 50 --reference-dir "${REFERENCE_DIR:-}")
+    if [ -n "$(ls -A "runs/$name/checkpoints" 2>/dev/null)" ]; then  # cut short after an evaluation
+        command+=(--resume)
+    fi
     if [ "${DRY_RUN:-0}" = 1 ]; then
         echo "${command[*]}"
         return
@@ -40,7 +43,7 @@ reference_run() {  # $1: the seed
     fi
     : "${REFERENCE_PYTHON:?set REFERENCE_PYTHON to an interpreter with JAX and the dependencies of the reference}"
     : "${REFERENCE_DIR:?set REFERENCE_DIR to a checkout of rainx0r/metaworld-algorithms}"
-    if [ -e "runs/$name" ]; then  # cut short: moved aside, never deleted
+    if [ -e "runs/$name" ] && [ "${command[-1]}" != --resume ]; then  # cut short before a checkpoint: moved aside
         mv "runs/$name" "runs/$name.incomplete-$(date +%Y%m%d-%H%M%S)"
     fi
     XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" WANDB_MODE=disabled \

@@ -62,20 +62,35 @@ def import_reference(reference_dir: str | None):
         sys.exit(f"error: the reference's package is not importable ({error}); see --reference-dir")
 
 
-def recorded_run(out: str, eval_interval: int, env_fields: dict):
+def recorded_run(out: str, eval_interval: int, env_fields: dict, evaluations_kept: int | None = None):
     """The run folder (never an existing one) and the reference's MT10 env configuration, whose evaluate() also
     writes each evaluation's per-task results to <out>/eval.csv in our format. Returns the configuration and the
-    list of mean success rates, one per evaluation so far."""
+    list of mean success rates, one per evaluation so far. With evaluations_kept (resuming the run in out from a
+    checkpoint), its first evaluations_kept evaluations stay in eval.csv, any later one is dropped, and the count
+    goes on from them."""
     from metaworld.evaluation import evaluation
     from metaworld_algorithms.envs import MetaworldConfig
 
-    if os.path.exists(out):
-        sys.exit(f"error: --out: {out} already exists (a run is never overwritten)")
-    os.makedirs(out)
-    eval_csv = open(os.path.join(out, "eval.csv"), "w", newline="")
+    path = os.path.join(out, "eval.csv")
+    rows = []
+    if evaluations_kept is None:
+        if os.path.exists(out):
+            sys.exit(f"error: --out: {out} already exists (a run is never overwritten)")
+        os.makedirs(out)
+    else:
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["global_step"]) <= evaluations_kept * eval_interval]
+    success_at = {}  # global step -> the per-task successes recorded there
+    for r in rows:
+        success_at.setdefault(int(r["global_step"]), []).append(float(r["success_rate"]))
+    evaluations = [float(np.mean(success_at[step])) for step in sorted(success_at)]
+    if len(evaluations) != (evaluations_kept or 0):
+        sys.exit(f"error: {path} holds {len(evaluations)} evaluations where the checkpoint has {evaluations_kept}")
+    eval_csv = open(path, "w", newline="")
     writer = csv.writer(eval_csv)
     writer.writerow(["global_step", "task", "success_rate", "mean_return"])
-    evaluations = []
+    for r in rows:
+        writer.writerow([r["global_step"], r["task"], r["success_rate"], r["mean_return"]])
 
     @dataclass(frozen=True)
     class RecordedMetaworldConfig(MetaworldConfig):

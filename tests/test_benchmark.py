@@ -327,6 +327,20 @@ def test_the_moore_check_runs_two_seeds_of_moore_sac_at_the_mt10_studys_settings
         assert words[4:] == [w.replace("2000000", "1000000") for w in study[4:-1]] + [str(seed)]
 
 
+def test_the_ppo_check_runs_ours_beside_the_reference_and_resumes_the_reference_from_its_checkpoint(tmp_path):
+    shutil.copytree(os.path.join(ROOT, "benchmark"), tmp_path / "benchmark")
+    lines = sweep("ppo_check.sh", root=tmp_path).stdout.splitlines()
+    assert [line.split()[2] for line in lines[::2]] == ["ppocheck__uniform_ppo__1", "ppocheck__uniform_ppo__2"]
+    assert all("--bf16" in line and "--total-timesteps 5000000" in line for line in lines[::2])
+    assert all("reference_ppo.py" in line and not line.endswith("--resume") for line in lines[1::2])
+    # seed 2's reference run was cut short after an evaluation, seed 1's before its first
+    os.makedirs(tmp_path / "runs" / "ppocheck__reference_ppo__1" / "checkpoints")
+    os.makedirs(tmp_path / "runs" / "ppocheck__reference_ppo__2" / "checkpoints" / "999990")
+    lines = sweep("ppo_check.sh", root=tmp_path).stdout.splitlines()
+    assert not lines[1].endswith("--resume") and lines[3].endswith("--resume")
+    assert "--out runs/ppocheck__reference_ppo__2 " in lines[3]
+
+
 def test_sweep_rejects_bad_settings():
     for env, message in [
         ({"METHODS": "sac"}, "METHODS: unknown method sac"),
@@ -429,10 +443,13 @@ def test_each_learner_is_compared_with_its_own_uniform_and_its_reference():
     ]
 
 
-def test_the_reference_ppo_driver_refuses_a_rollout_it_cannot_split_at_once(tmp_path):
+def test_the_reference_ppo_driver_refuses_bad_input_at_once(tmp_path):
     # the reference splits a rollout into 32 minibatches and fails deep inside JAX when it cannot: refused first,
-    # before its package is even imported (so this runs without JAX)
+    # before its package is even imported (so this runs without JAX); so is a resume with nothing to resume
     command = [sys.executable, os.path.join(ROOT, "benchmark", "reference_ppo.py"), "--num-steps", "1000"]
     result = subprocess.run([*command, "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "--num-steps x 10 tasks must be a multiple of 32" in result.stderr
     assert not (tmp_path / "r").exists()
+    command = [sys.executable, os.path.join(ROOT, "benchmark", "reference_ppo.py"), "--resume"]
+    result = subprocess.run([*command, "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "--resume: " in result.stderr and "has no checkpoints/" in result.stderr
