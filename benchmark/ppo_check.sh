@@ -7,10 +7,11 @@
 #   REPORT_ONLY=1 bash benchmark/ppo_check.sh   the report of the runs committed so far
 #   DRY_RUN=1 bash benchmark/ppo_check.sh       print the commands
 # The reference needs REFERENCE_PYTHON, an interpreter with JAX and the reference's dependencies, and REFERENCE_DIR,
-# a checkout of rainx0r/metaworld-algorithms. Each finished run's config.json and CSV logs are copied to
-# docs/ppo/runs/ (ours) or docs/ppo/reference/, to be committed, and a run there is skipped. A run cut short resumes
-# from its checkpoint in runs/: ours through benchmark/launch.sh, the reference from the one it takes at each
-# evaluation (a reference run cut short before its first is moved aside and starts again). Overrides: SEEDS, PYTHON.
+# a checkout of rainx0r/metaworld-algorithms (REFERENCE_COMMIT: its commit, to record where that folder is an export).
+# Each finished run's config.json and CSV logs are copied to docs/ppo/runs/ (ours) or docs/ppo/reference/, to be
+# committed, and a run there is skipped. A run cut short resumes from its checkpoint in runs/: ours through
+# benchmark/launch.sh, the reference from the one it takes at each evaluation (a reference run cut short before its
+# first is moved aside and starts again). Overrides: SEEDS, PYTHON.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BENCH=ppocheck
@@ -30,6 +31,9 @@ reference_run() {  # $1: the seed
     local name="${BENCH}__reference_ppo__$1"
     local command=("${REFERENCE_PYTHON:-python}" benchmark/reference_ppo.py --seed "$1" --out "runs/$name"
         --total-timesteps "$STEPS" --eval-interval 1000000 --eval-episodes 50 --reference-dir "${REFERENCE_DIR:-}")
+    if [ -n "${REFERENCE_COMMIT:-}" ]; then  # recorded in config.json where REFERENCE_DIR is not a git checkout
+        command+=(--reference-commit "$REFERENCE_COMMIT")
+    fi
     if [ -n "$(ls -A "runs/$name/checkpoints" 2>/dev/null)" ]; then  # cut short after an evaluation
         command+=(--resume)
     fi

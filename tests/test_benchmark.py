@@ -339,6 +339,10 @@ def test_the_ppo_check_runs_ours_beside_the_reference_and_resumes_the_reference_
     lines = sweep("ppo_check.sh", root=tmp_path).stdout.splitlines()
     assert not lines[1].endswith("--resume") and lines[3].endswith("--resume")
     assert "--out runs/ppocheck__reference_ppo__2 " in lines[3]
+    # the reference's commit, recorded when given, does not displace --resume
+    lines = sweep("ppo_check.sh", root=tmp_path, REFERENCE_COMMIT="30c9991").stdout.splitlines()
+    assert all("--reference-commit 30c9991" in line for line in lines[1::2])
+    assert lines[3].endswith("--resume")
 
 
 def test_sweep_rejects_bad_settings():
