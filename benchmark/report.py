@@ -213,8 +213,11 @@ def seeds(n: int) -> str:
     return f"{n} seed" + ("" if n == 1 else "s")
 
 
-def fmt_ci(point: float, low: float, high: float) -> str:
-    return f"{point:.3f} [{low:.3f}, {high:.3f}]"
+def fmt_ci(point: float, low: float, high: float, n: int, digits: int = 3) -> str:
+    """A value and its interval over n seeds; a bootstrap over one seed has no width, so none is shown."""
+    if n < 2:
+        return f"{point:,.{digits}f} (one seed)"
+    return f"{point:,.{digits}f} [{low:,.{digits}f}, {high:,.{digits}f}]"
 
 
 def fmt_steps(values: list[float]) -> str:
@@ -262,6 +265,7 @@ def summarize(bench: str, runs: list[Run], args: Args, out: str) -> tuple[str, l
     ]
     rows = []
     for m in methods:
+        n = len(by_method[m])
         reach = {
             level: [steps_to_reach(r.steps, r.success.mean(axis=1), level) for r in by_method[m]]
             for level in args.thresholds
@@ -281,9 +285,9 @@ def summarize(bench: str, runs: list[Run], args: Args, out: str) -> tuple[str, l
             row += [float(np.mean(reached)) if reached else "", len(reached)]
         rows.append([*row, return_point[m][0], *return_ci[m][:, 0]])
         md.append(
-            f"| {label(m)} | {len(by_method[m])} | {fmt_ci(mean_point[m][0], *mean_ci[m][:, 0])} | "
-            f"{fmt_ci(iqm_point[m][0], *iqm_ci[m][:, 0])} | {fmt_ci(worst_point[m][0], *worst_ci[m][:, 0])} | "
-            f"{return_point[m][0]:,.0f} [{return_ci[m][0, 0]:,.0f}, {return_ci[m][1, 0]:,.0f}] | "
+            f"| {label(m)} | {n} | {fmt_ci(mean_point[m][0], *mean_ci[m][:, 0], n)} | "
+            f"{fmt_ci(iqm_point[m][0], *iqm_ci[m][:, 0], n)} | {fmt_ci(worst_point[m][0], *worst_ci[m][:, 0], n)} | "
+            f"{fmt_ci(return_point[m][0], *return_ci[m][:, 0], n, digits=0)} | "
             + " | ".join(fmt_steps(reach[level]) for level in args.thresholds)
             + " |"
         )
@@ -461,8 +465,8 @@ def at_steps(bench: str, by_method: dict[str, list[Run]], args: Args, out: str) 
         for m, s in scores.items():
             rows.append([step, m, len(s), mean_point[m][0], *mean_ci[m][:, 0], worst_point[m][0], *worst_ci[m][:, 0]])
             md.append(
-                f"| {step:,} | {label(m)} | {len(s)} | {fmt_ci(mean_point[m][0], *mean_ci[m][:, 0])} | "
-                f"{fmt_ci(worst_point[m][0], *worst_ci[m][:, 0])} |"
+                f"| {step:,} | {label(m)} | {len(s)} | {fmt_ci(mean_point[m][0], *mean_ci[m][:, 0], len(s))} | "
+                f"{fmt_ci(worst_point[m][0], *worst_ci[m][:, 0], len(s))} |"
             )
         pair_rows, pair_md = difference_rows(scores, args)
         diff_rows += [[step, *row] for row in pair_rows]

@@ -144,6 +144,19 @@ def test_bootstrap_interval_spans_the_seeds(tmp_path):
     assert read_summary(tmp_path / "again")["uniform_sac"] == row
 
 
+def test_one_seed_is_shown_without_an_interval(tmp_path):
+    runs = tmp_path / "runs"
+    make_run(runs, "u1", "uniform_sac", 1, lambda s: [0.5, 0.7])
+    make_run(runs, "d1", "drats_sac", 1, lambda s: [0.4, 0.4])
+    make_run(runs, "d2", "drats_sac", 2, lambda s: [0.6, 0.6])
+    out = tmp_path / "out"
+    run_report("--runs", str(runs), "--out", str(out))
+    report = (out / "report.md").read_text()
+    # a bootstrap over one seed collapses onto it: that is no interval, and the table must not draw one
+    assert "| Uniform | 1 | 0.600 (one seed) | 0.600 (one seed) | 0.500 (one seed) | 60 (one seed) |" in report
+    assert "| DRATS | 2 | 0.500 [0.400, 0.600]" in report
+
+
 def test_a_difference_within_the_seeds_spread_is_not_called_one(tmp_path):
     runs = tmp_path / "runs"
     for seed, (u, d) in enumerate([(0.2, 0.3), (0.5, 0.6), (0.8, 0.4), (0.5, 0.7)], start=1):
