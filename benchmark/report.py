@@ -379,11 +379,19 @@ def difference_rows(scores: dict[str, np.ndarray], args: Args) -> tuple[list[lis
     return rows, md
 
 
+def signed(value: float) -> str:
+    """+0.123; a value that three decimals would round to 0 gets one more, so its side of 0 shows (-0.0004)."""
+    text = f"{value:+.3f}"
+    if value != 0 and float(text) == 0:
+        text = f"{value:+.4f}"
+    return text
+
+
 def fmt_difference(d: tuple[float, float, float], one_seed: bool = False) -> str:
     if one_seed:
-        return f"{d[0]:+.3f} (one seed: no interval)"
+        return f"{signed(d[0])} (one seed: no interval)"
     excludes = " (excludes 0)" if d[1] > 0 or d[2] < 0 else ""
-    return f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]{excludes}"
+    return f"{signed(d[0])} [{signed(d[1])}, {signed(d[2])}]{excludes}"
 
 
 DIFFERENCE_HEADER = [

@@ -460,6 +460,16 @@ def test_each_learner_is_compared_with_its_own_uniform_and_its_reference():
     ]
 
 
+def test_an_interval_bound_next_to_0_shows_its_side_of_0():
+    sys.path.insert(0, os.path.join(ROOT, "benchmark"))
+    from report import fmt_difference
+
+    # the MT10 study's DRATS - Uniform at 2M: three decimals would print "[-0.080, -0.000] (excludes 0)"
+    assert fmt_difference((-0.0412, -0.0796, -0.0004)) == "-0.041 [-0.080, -0.0004] (excludes 0)"
+    assert fmt_difference((0.0, -0.0004, 0.0004)) == "+0.000 [-0.0004, +0.0004]"
+    assert fmt_difference((0.0, 0.0, 0.0)) == "+0.000 [+0.000, +0.000]"
+
+
 def test_the_reference_ppo_driver_refuses_bad_input_at_once(tmp_path):
     # the reference splits a rollout into 32 minibatches and fails deep inside JAX when it cannot: refused first,
     # before its package is even imported (so this runs without JAX); so is a resume with nothing to resume
